@@ -1,0 +1,10 @@
+"""`msm broker` commands (placeholder, being written)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.group()
+def broker() -> None:
+    """Placeholder."""

@@ -1,0 +1,57 @@
+"""Kafka header names MSM routes on, shared by every layer.
+
+After ingress the payload bytes travel untouched; everything a later hop needs to route,
+schedule or account for an event travels in these headers, so no hop re-parses the payload.
+Values are ASCII: ids and names as text, instants as integer milliseconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+EVENT_ID = "msm.id"
+EVENT_TYPE = "msm.type"
+SCHEMA_FINGERPRINT = "msm.schema"  # hex CRC-64-AVRO of the writer schema's canonical form
+KEY = "msm.key"
+PUBLISHED_AT = "msm.published_at"  # ms since epoch, stamped by the frontend
+DELIVER_AT = "msm.deliver_at"  # ms since epoch; absent means now
+DELAY = "msm.delay_ms"  # accepted at ingress only; the frontend turns it into DELIVER_AT
+ATTEMPT = "msm.attempt"
+SUBSCRIBER = "msm.subscriber"
+PRIORITY = "msm.priority"
+TRACEPARENT = "traceparent"  # W3C trace context
+CONTENT_TYPE = "content-type"  # ingress only: application/json or avro/binary (single object)
+
+# Rejected-topic headers
+REJECT_REASON = "msm.reject.reason"  # a stable code, e.g. "unknown_fingerprint"
+REJECT_MESSAGE = "msm.reject.message"
+REJECT_FIELD = "msm.reject.field"
+SOURCE_TOPIC = "msm.source.topic"
+SOURCE_PARTITION = "msm.source.partition"
+SOURCE_OFFSET = "msm.source.offset"
+
+HeaderList = list[tuple[str, bytes]]
+
+
+def to_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, bytes]:
+    """Kafka headers as a dict; the last value of a repeated header wins."""
+    return {k: v for k, v in (headers or ()) if v is not None}
+
+
+def encode(values: Mapping[str, str | int]) -> HeaderList:
+    return [(k, str(v).encode()) for k, v in values.items()]
+
+
+def get_str(headers: Mapping[str, bytes], name: str) -> str | None:
+    value = headers.get(name)
+    return None if value is None else value.decode("utf-8", "replace")
+
+
+def get_int(headers: Mapping[str, bytes], name: str) -> int | None:
+    value = headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
