@@ -1,0 +1,1 @@
+"""Example subscriber handlers named by the example topology.yaml."""

@@ -1,0 +1,36 @@
+"""Tiny example handlers for the example topology.yaml.
+
+A handler is ``async def handler(payload, meta)``: ``payload`` is the decoded event (a dict of the
+event's current schema), ``meta`` the task's metadata (event id, type, attempt, ...). Raising
+fails the attempt; the subscriber's retry policy decides what happens next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+Payload = Mapping[str, object]
+Meta = Mapping[str, object]
+
+
+async def make_thumbnail(payload: Payload, meta: Meta) -> None:
+    if not str(payload.get("mime_type", "")).startswith("image/"):
+        raise ValueError(f"not an image: {payload.get('mime_type')!r}")
+
+
+async def send_receipt(payload: Payload, meta: Meta) -> None:
+    if not payload.get("customer_email"):
+        raise ValueError("payment has no customer_email")
+
+
+async def send_receipt_v2(payload: Payload, meta: Meta) -> None:
+    await send_receipt(payload, meta)
+
+
+async def purge_account(payload: Payload, meta: Meta) -> None:
+    if not payload.get("user_id"):
+        raise ValueError("user.deleted without user_id")
+
+
+async def cleanup(payload: Payload, meta: Meta) -> None:
+    return None

@@ -1,0 +1,1 @@
+"""Operator tooling: read-only views of a running MSM deployment (consumer lag, ...)."""
