@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -130,6 +130,10 @@ class AsyncPublisher:
         events = encode_all(
             self.encoder, event_type, payloads, key, delay, deliver_at, headers, traceparent
         )
+        return await self.publish_encoded(events)
+
+    async def publish_encoded(self, events: Sequence[OutgoingEvent]) -> list[str]:
+        """Send events already validated by ``self.encoder``; await every ack once."""
         if not events:
             return []
         batch = _Batch(asyncio.get_running_loop(), len(events))

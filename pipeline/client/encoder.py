@@ -64,10 +64,20 @@ def producer_config(
         "linger.ms": 5,
         # librdkafka's default is 5 minutes; a blocked publish should fail sooner than that.
         "delivery.timeout.ms": 30_000,
+        # librdkafka refuses messages over ~1 MB by default; allow the largest declared event.
+        "message.max.bytes": max_message_bytes(topology),
+        # Connection failures surface as delivery errors; do not also print them to stderr.
+        "log_level": 0,
     }
     config.update(topology.kafka.client)
     config.update(overrides or {})
     return config
+
+
+def max_message_bytes(topology: Topology) -> int:
+    """The largest event's payload plus room for headers and the record batch overhead."""
+    largest = max((e.max_bytes for e in topology.events.values()), default=1 << 20)
+    return largest + (64 << 10)
 
 
 def deliver_at_ms(

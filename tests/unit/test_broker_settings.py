@@ -66,3 +66,16 @@ def test_settings_are_frozen() -> None:
 def test_invalid_settings_are_config_errors(kwargs: dict[str, int]) -> None:
     with pytest.raises(ConfigError):
         BrokerSettings(**kwargs)  # type: ignore[arg-type]  # mixed int fields, checked at run time
+
+
+def test_pom_pins_the_same_kafka_version_as_the_settings() -> None:
+    import re
+    from pathlib import Path
+
+    from pipeline.broker import KAFKA_VERSION
+
+    pom = (Path(__file__).resolve().parents[2] / "pipeline/broker/pom.xml").read_text()
+    found = re.search(r"<kafka.version>([^<]+)</kafka.version>", pom)
+    assert found is not None
+    assert found.group(1) == KAFKA_VERSION
+    assert KAFKA_VERSION.startswith("4.0.")
