@@ -44,12 +44,13 @@ def cli(ctx: click.Context, topology_path: str) -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import broker, lag, produce, topology
+    from pipeline.cli import broker, lag, produce, topology, worker
 
     cli.add_command(broker.broker)
     cli.add_command(topology.topology)
     cli.add_command(produce.produce)
     cli.add_command(lag.lag)
+    cli.add_command(worker.worker)
 
 
 _register()

@@ -62,6 +62,9 @@ def producer_config(
         "acks": "all",
         "enable.idempotence": True,
         "linger.ms": 5,
+        # Java's and aiokafka's partitioner (murmur2), so every client and every MSM hop maps
+        # one key to one partition; librdkafka's own default (crc32) would disagree.
+        "partitioner": "murmur2_random",
         # librdkafka's default is 5 minutes; a blocked publish should fail sooner than that.
         "delivery.timeout.ms": 30_000,
         # librdkafka refuses messages over ~1 MB by default; allow the largest declared event.

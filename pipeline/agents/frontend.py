@@ -1,0 +1,58 @@
+"""Layer 1, the frontend: every event's ingress topic in, ``accepted`` or ``rejected`` out.
+
+Validation and decoding happen once, here (see :mod:`frontend_normalize`). Records are taken
+in batches; each batch's produces are awaited before its events are acked, so an offset is only
+committed once what it produced is on Kafka (at least once). Bad input never stops the agent:
+it becomes a record on the rejected topic with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from pipeline.agents.base import LayerContext, raw_topic
+from pipeline.agents.frontend_normalize import Accepted, Normalizer
+from pipeline.worker.fatal import fatal
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.01
+
+
+def register(app: Any, ctx: LayerContext) -> None:
+    normalizer = Normalizer(ctx.topology, clock_ms=ctx.clock_ms)
+    ingress = app.topic(*normalizer.ingress_topics, value_serializer="raw", key_serializer="raw")
+    accepted = raw_topic(app, ctx.names.accepted)
+    rejected = raw_topic(app, ctx.names.rejected)
+
+    async def frontend(stream: Any) -> None:
+        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+            sends = []
+            for event in events:
+                msg = event.message
+                out = normalizer.normalize(
+                    msg.topic, msg.key, msg.value, msg.headers, msg.partition, msg.offset
+                )
+                if isinstance(out, Accepted):
+                    sends.append(
+                        await accepted.send(key=out.key, value=out.value, headers=out.headers)
+                    )
+                else:
+                    log.info(
+                        "rejected %s[%d]@%d: %s %s",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        out.reason,
+                        out.field,
+                    )
+                    sends.append(
+                        await rejected.send(key=out.key, value=out.value, headers=out.headers)
+                    )
+            await asyncio.gather(*sends)
+            for event in events:
+                await stream.ack(event)
+
+    app.agent(ingress, name="msm.frontend")(fatal(app, "frontend")(frontend))
