@@ -1,3 +1,3 @@
-"""MSM: publish an event, and every subscriber's function runs once, on time, at a pace it can take."""
+"""MSM: publish an event; every subscriber's function runs once, on time, at its pace."""
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""docker-compose.yml cannot run here (no Docker engine); keep it honest against the local broker."""
+"""docker-compose.yml cannot run here (no Docker engine): keep it honest against msm broker."""
 
 from __future__ import annotations
 
