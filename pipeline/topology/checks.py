@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from pipeline.avro.schemas import LoadedSchema, SchemaError, check_compatibility, load_schema
+from pipeline.filters.cel import EXPECTED as FILTER_EXPECTED
+from pipeline.filters.cel import filter_problem
 from pipeline.topology.errors import Problem, render_path
 from pipeline.topology.problems import did_you_mean
 
@@ -25,6 +27,10 @@ def check_references(raw: Mapping[object, object], base_dir: Path, file: str) ->
     problems.extend(_check_name_collisions([str(n) for n in events], file))
     known = sorted(str(name) for name in events)
     for name, spec in _mapping(raw.get("subscribers")).items():
+        found = filter_problem(_mapping(spec).get("filter"))  # CEL that does not compile
+        if found:
+            loc = render_path(("subscribers", str(name), "filter"))
+            problems.append(Problem(file, loc, found, FILTER_EXPECTED))
         refs = _mapping(spec).get("events")
         for i, event in enumerate(refs if isinstance(refs, list) else []):
             if isinstance(event, str) and event not in known:
