@@ -14,9 +14,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Broker, topics, a few example events (one delayed), then every layer in the foreground: Ctrl-C stops.
 run: venv
 	$(BIN)/msm broker start
 	$(BIN)/msm topology apply
+	$(BIN)/msm produce file.uploaded '{"file_id": "f-1", "owner_id": "u-1", "path": "/photos/cat.png", "size": 1234, "mime_type": "image/png", "uploaded_at": "2025-01-02T03:04:05Z"}'
+	$(BIN)/msm produce file.uploaded --delay 30s '{"file_id": "f-2", "owner_id": "u-1", "path": "/docs/report.pdf", "size": 52000, "mime_type": "application/pdf", "uploaded_at": "2025-01-02T03:04:06Z", "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}'
+	$(BIN)/msm produce user.deleted '{"user_id": "u-2", "deleted_at": "2025-01-02T03:05:00Z", "reason": "USER_REQUEST"}'
+	$(BIN)/msm produce payment.captured '{"payment_id": "p-1", "order_id": "o-1", "amount_cents": 1999, "currency": "EUR", "customer_email": "ada@example.com"}'
+	$(BIN)/msm produce maintenance.cleanup '{"scope": "temp", "older_than_days": 7}'
+	$(BIN)/msm worker
 
 test: venv
 	$(BIN)/msm broker fetch

@@ -6,6 +6,12 @@ bytes through untouched. Accepted payloads are always Avro single-object encoded
 that already wrote the current version. Nothing raises for bad input: every failure is a
 :class:`Rejected` with a stable reason code, the readable message, the field path and the
 original bytes and headers, so it can be inspected and replayed.
+
+Every record produced must also fit the accepted and rejected topics (``max.message.bytes`` of
+the largest event's ``max_bytes`` plus headroom): a record the producer refuses would crash the
+worker, and the restarted worker would read the same record and crash again. An ingress record
+whose headers leave no room is rejected as ``oversize``; a reject that cannot carry all of its
+original bytes keeps a prefix and says so in ``msm.reject.truncated``.
 """
 
 from __future__ import annotations
@@ -22,10 +28,13 @@ from pipeline.avro.schemas import EventSchemas
 from pipeline.client.encoder import key_bytes
 from pipeline.client.ids import new_event_id
 from pipeline.topology import Topology
-from pipeline.topology.topics import TopicNames
+from pipeline.topology.topics import HEADROOM, TopicNames
 
 MAX_DELAY_MS = int(timedelta(days=366).total_seconds() * 1000)
+REJECT_TRUNCATED = "msm.reject.truncated"  # the original value's length, when cut to fit
+REJECT_HEADERS_DROPPED = "msm.reject.headers_dropped"  # how many original headers were left out
 _MAX_ID_CHARS = 200
+_FRAMING = 1024  # record batch and record framing, with room to spare
 RawHeaders = Sequence[tuple[str, bytes | None]]
 Headers = list[tuple[str, bytes]]
 
@@ -71,6 +80,8 @@ class Normalizer:
     def __init__(self, topology: Topology, *, clock_ms: Callable[[], int]) -> None:
         names = TopicNames(topology.namespace)
         self._clock_ms = clock_ms
+        largest = max((e.max_bytes for e in topology.events.values()), default=0)
+        self.budget = largest + HEADROOM - _FRAMING  # bytes of value and headers per record
         self._by_topic: dict[str, _Event] = {}
         for name, spec in topology.events.items():
             schemas = EventSchemas.load(spec.schema_path, spec.previous_schemas)
@@ -93,7 +104,12 @@ class Normalizer:
     ) -> Accepted | Rejected:
         raw_headers: Headers = [(k, v) for k, v in headers or () if v is not None]
         try:
-            return self._accept(topic, key, value or b"", dict(raw_headers))
+            accepted = self._accept(topic, key, value or b"", dict(raw_headers))
+            size = _size(accepted.value, accepted.headers)
+            if size > self.budget:
+                message = f"{size} bytes with headers, over the {self.budget} a record may take"
+                raise _Rejection("oversize", message, "headers")
+            return accepted
         except _Rejection as r:
             source: dict[str, str | int] = {
                 h.REJECT_REASON: r.reason,
@@ -103,9 +119,20 @@ class Normalizer:
                 h.SOURCE_PARTITION: partition,
                 h.SOURCE_OFFSET: offset,
             }
-            return Rejected(
-                r.reason, r.message, r.field, key, value or b"", raw_headers + h.encode(source)
-            )
+            kept, out = self._fit(value or b"", raw_headers, h.encode(source))
+            return Rejected(r.reason, r.message, r.field, key, kept, out)
+
+    def _fit(self, value: bytes, original: Headers, ours: Headers) -> tuple[bytes, Headers]:
+        """The reject's value and headers, cut only if they would not fit a record."""
+        headers = original + ours
+        if _size(value, headers) <= self.budget:
+            return value, headers
+        if _size(b"", headers) + 64 > self.budget:  # the original headers alone are too big
+            headers = [*ours, (REJECT_HEADERS_DROPPED, str(len(original)).encode())]
+        keep = max(0, self.budget - _size(b"", headers) - 64)
+        if keep < len(value):
+            headers.append((REJECT_TRUNCATED, str(len(value)).encode()))
+        return value[:keep], headers
 
     def _accept(
         self, topic: str, key: bytes | None, value: bytes, headers: Mapping[str, bytes]
@@ -166,6 +193,10 @@ class Normalizer:
             reason = "missing_field" if "missing" in first.message else "schema_mismatch"
             raise _Rejection(reason, str(exc), first.path) from None
         return record, wire.encode(current, record)
+
+
+def _size(value: bytes, headers: Headers) -> int:
+    return len(value) + sum(len(k.encode()) + len(v) for k, v in headers)
 
 
 def _event_id(headers: Mapping[str, bytes]) -> str:

@@ -20,7 +20,7 @@ from pipeline.avro.schemas import LoadedSchema, load_schema
 from pipeline.client.errors import PublishArgumentError, PublishError, UnknownEventError
 from pipeline.client.ids import new_event_id
 from pipeline.topology import Topology
-from pipeline.topology.topics import TopicNames
+from pipeline.topology.topics import HEADROOM, TopicNames
 
 HeaderValue = str | bytes
 _RESERVED_PREFIX = "msm."
@@ -69,6 +69,9 @@ def producer_config(
         "delivery.timeout.ms": 30_000,
         # librdkafka refuses messages over ~1 MB by default; allow the largest declared event.
         "message.max.bytes": max_message_bytes(topology),
+        # A batch may not exceed the smallest ingress topic's max.message.bytes: the broker
+        # refuses the whole batch and librdkafka never splits a refused batch.
+        "batch.size": min_topic_bytes(topology),
         # Connection failures surface as delivery errors; do not also print them to stderr.
         "log_level": 0,
     }
@@ -80,7 +83,12 @@ def producer_config(
 def max_message_bytes(topology: Topology) -> int:
     """The largest event's payload plus room for headers and the record batch overhead."""
     largest = max((e.max_bytes for e in topology.events.values()), default=1 << 20)
-    return largest + (64 << 10)
+    return largest + HEADROOM
+
+
+def min_topic_bytes(topology: Topology) -> int:
+    smallest = min((e.max_bytes for e in topology.events.values()), default=1 << 20)
+    return smallest + HEADROOM
 
 
 def deliver_at_ms(

@@ -3,6 +3,11 @@
 Faust logs an exception raised inside an agent and carries on without it: the worker looks
 alive while a layer is dead. Every MSM agent body runs under :func:`fatal`, which crashes the
 whole worker (non-zero exit) instead, so a supervisor restarts it and nothing waits silently.
+
+A crash also ends offset commits for good. Faust acks an event whose processing raised (an
+auto-acked stream acks in its ``finally``) and would commit it on the way down, so the event
+that crashed the worker would never be seen again. Without further commits everything not yet
+committed is redelivered after the restart: duplicates, never a loss (at least once).
 """
 
 from __future__ import annotations
@@ -28,8 +33,20 @@ def fatal(app: Any, name: str) -> Callable[[AgentFun], AgentFun]:
                 raise
             except BaseException as exc:
                 log.critical("agent %s crashed, stopping the worker: %r", name, exc)
+                stop_committing(app)
                 await app.crash(exc)
 
         return agent
 
     return decorate
+
+
+def stop_committing(app: Any) -> None:
+    """Make every later offset commit of ``app``'s consumer a no-op (see the module doc)."""
+
+    async def refuse(*_args: Any, **_kwargs: Any) -> bool:
+        return False
+
+    # Every commit path in Faust (periodic, on revoke, on stop, on task error) goes through
+    # Consumer.commit; the instance attribute shadows the method.
+    app.consumer.commit = refuse

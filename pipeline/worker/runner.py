@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, cast
 
 import faust
 
@@ -14,26 +15,34 @@ from pipeline.http import HttpSettings
 from pipeline.topology import Topology
 from pipeline.worker.app import create_app
 from pipeline.worker.http_service import HttpService
+from pipeline.worker.preflight import check_topics
+
+log = logging.getLogger(__name__)
 
 # Pipeline order; a layer listed here but not yet built is refused with a clear error.
 LAYERS = ("frontend", "scheduler", "flow", "delivery", "execution")
-
-
-def _registry() -> dict[str, Register]:
-    from pipeline.agents import frontend, scheduler
-
-    return {"frontend": frontend.register, "scheduler": scheduler.register}
+# The built layers' modules, imported only when chosen: one unfinished layer cannot stop a
+# worker that runs the others.
+_MODULES = {
+    "frontend": "pipeline.agents.frontend",
+    "scheduler": "pipeline.agents.scheduler",
+}
 
 
 def available_layers() -> list[str]:
-    built = _registry()
-    return [layer for layer in LAYERS if layer in built]
+    return [layer for layer in LAYERS if layer in _MODULES]
+
+
+def _register_function(layer: str) -> Register:
+    module = importlib.import_module(_MODULES[layer])
+    return cast(Register, module.register)
 
 
 def build_apps(topology: Topology, layers: Sequence[str], **overrides: Any) -> list[Any]:
     """One Faust app per layer, agents registered; nothing connects until the worker starts."""
-    registry = _registry()
-    unknown = [layer for layer in layers if layer not in registry]
+    if not layers:
+        raise ConfigError(f"no layers chosen; expected some of: {', '.join(available_layers())}")
+    unknown = [layer for layer in layers if layer not in _MODULES]
     if unknown:
         raise ConfigError(
             f"unknown or unbuilt layer(s): {', '.join(unknown)}; "
@@ -43,7 +52,7 @@ def build_apps(topology: Topology, layers: Sequence[str], **overrides: Any) -> l
     apps = []
     for layer in sorted(set(layers), key=LAYERS.index):
         app = create_app(topology, layer, **overrides)
-        registry[layer](app, ctx)
+        _register_function(layer)(app, ctx)
         apps.append(app)
     return apps
 
@@ -55,13 +64,23 @@ def run_worker(
     http: HttpSettings | None = None,
     loglevel: str = "INFO",
 ) -> None:
-    """Run until SIGTERM/SIGINT; an agent crash exits the process non-zero (see fatal.py)."""
+    """Run until SIGTERM/SIGINT; an agent crash exits the process non-zero (see fatal.py).
+
+    Missing topics or an unreachable Kafka raise before anything starts.
+    """
     apps = build_apps(topology, layers)
+    check_topics(topology)
     services: list[Any] = []
     if http is not None and "frontend" in layers:
         services.append(HttpService(topology, http))
-    logging.getLogger(__name__).info(
-        "worker: layers %s on %s", ", ".join(layers), topology.kafka.bootstrap_servers
-    )
+    log.info("worker: layers %s on %s", ", ".join(layers), topology.kafka.bootstrap_servers)
+    run_apps(apps, services, loglevel=loglevel)
+
+
+def run_apps(apps: Sequence[Any], services: Iterable[Any] = (), *, loglevel: str = "INFO") -> None:
+    """Run Faust apps (and mode services) in one worker until stopped; re-raises a crash."""
     worker = faust.Worker(*apps, *services, loglevel=loglevel, quiet=True)
+    # Faust's terminal spinner, at WARNING and above, lowers the root logger to DEBUG so that
+    # every debug record (several per event in aiokafka and Faust) is built just to spin it.
+    worker.spinner = None
     worker.execute_from_commandline()

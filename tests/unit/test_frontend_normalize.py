@@ -98,7 +98,7 @@ def test_delay_header_becomes_deliver_at(normalizer: Normalizer) -> None:
             "size",
         ),
         (json.dumps({**V1, "size": "big"}).encode(), [], "schema_mismatch", "size"),
-        (b"x" * 2_000_000, [], "oversize", ""),
+        (b"x" * (1_048_576 + 1), [], "oversize", ""),  # max_bytes + 1
         (b"", [], "empty", ""),
         (json.dumps(V1).encode(), [(h.DELIVER_AT, b"soon")], "bad_header", h.DELIVER_AT),
         (b"\x00\x01\x02", [(h.CONTENT_TYPE, b"avro/binary")], "bad_marker", ""),
