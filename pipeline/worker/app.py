@@ -19,6 +19,7 @@ from typing import Any
 
 import faust
 from faust.transport.drivers.aiokafka import Producer as AIOKafkaProducer
+from mode import CrashingSupervisor
 
 from pipeline.broker.settings import default_cache_dir
 from pipeline.errors import ConfigError
@@ -90,6 +91,10 @@ def create_app(topology: Topology, layer: str, **overrides: Any) -> Any:
         "value_serializer": "raw",
         "key_serializer": "raw",
         "store": "memory://",
+        # An agent someone forgot to wrap in fatal() still takes the worker down, not just itself.
+        "agent_supervisor": CrashingSupervisor,
+        # Held (unacked) events are redelivered after a restart; waiting for them would hang.
+        "stream_wait_empty": False,
     }
     settings.update(overrides)
     return _App(f"{topology.namespace}.{layer}", **settings)
