@@ -19,6 +19,7 @@ from typing import Any
 
 from pipeline.agents.base import LayerContext
 from pipeline.agents.frontend_normalize import Accepted, Normalizer
+from pipeline.metrics import process_metrics
 from pipeline.worker.fatal import fatal
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ def register(app: Any, ctx: LayerContext) -> None:
     normalizer = Normalizer(ctx.topology, clock_ms=ctx.clock_ms)
     ingress = app.topic(*normalizer.ingress_topics, value_serializer="raw", key_serializer="raw")
     accepted, rejected = ctx.names.accepted, ctx.names.rejected
+    metrics = process_metrics()
 
     async def frontend(stream: Any) -> None:
         producer = await app.maybe_start_producer()
@@ -42,8 +44,10 @@ def register(app: Any, ctx: LayerContext) -> None:
                 )
                 if isinstance(out, Accepted):
                     topic = accepted
+                    metrics.frontend_accepted.labels(out.event_type).inc()
                 else:
                     topic = rejected
+                    metrics.frontend_rejected.labels(out.reason).inc()
                     log.info(
                         "rejected %s[%d]@%d: %s %s",
                         msg.topic,

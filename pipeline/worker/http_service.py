@@ -1,12 +1,14 @@
-"""The worker's HTTP server (ingress, health) as a mode service, started and stopped with it."""
+"""The worker's HTTP server (ingress, health, metrics) as a mode service started with it."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from aiohttp import web
 from mode import Service
 
 from pipeline.http import HttpSettings, start_server
+from pipeline.metrics import process_metrics
 from pipeline.topology import Topology
 
 
@@ -18,8 +20,14 @@ class HttpService(Service):
         self._server: Any = None
 
     async def on_start(self) -> None:
-        self._server = await start_server(self.topology, self.settings)
+        routes = [web.get("/metrics", _metrics)]
+        self._server = await start_server(self.topology, self.settings, extra_routes=routes)
 
     async def on_stop(self) -> None:
         if self._server is not None:
             await self._server.stop()
+
+
+async def _metrics(_request: web.Request) -> web.Response:
+    body = process_metrics().render()
+    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})

@@ -71,7 +71,7 @@ def run_worker(
     apps = build_apps(topology, layers)
     check_topics(topology)
     services: list[Any] = []
-    if http is not None and "frontend" in layers:
+    if http is not None:  # every worker serves health and metrics; ingress only publishes
         services.append(HttpService(topology, http))
     log.info("worker: layers %s on %s", ", ".join(layers), topology.kafka.bootstrap_servers)
     run_apps(apps, services, loglevel=loglevel)

@@ -248,3 +248,31 @@ def test_a_record_too_big_to_reject_whole_is_cut_and_the_worker_lives_on(fe: Fro
     assert rejected.header[h.REJECT_REASON] == b"oversize"
     assert rejected.header[REJECT_TRUNCATED] == str(len(value)).encode()
     assert value.startswith(rejected.value)
+
+
+def _metric(port: int, line_prefix: str) -> float:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=20) as response:
+        text = response.read().decode()
+    values = [float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(line_prefix)]
+    assert len(values) <= 1, f"{line_prefix} once in /metrics"
+    return values[0] if values else 0.0  # a labelled counter appears on its first increment
+
+
+def test_metrics_count_accepted_and_rejected_by_reason(fe: Frontend) -> None:
+    accepted = 'msm_frontend_accepted_total{event_type="file.uploaded"}'
+    rejected = 'msm_frontend_rejected_total{reason="invalid_json"}'
+    file_id = _unique("metrics")
+    produce(fe.bootstrap, fe.ingress, [(f"{file_id}-bad".encode(), b"{nope", [])])
+    keyed(fe.rejected, [f"{file_id}-bad".encode()], "the bad record")
+    before_accepted = _metric(fe.http_port, accepted)
+    before_rejected = _metric(fe.http_port, rejected)
+    bad_keys = [f"{file_id}-bad{i}".encode() for i in range(3)]
+    good_ids = [f"{file_id}-{i}" for i in range(2)]
+    bad: list[Sent] = [(k, b"{nope", []) for k in bad_keys]
+    good: list[Sent] = [(i.encode(), as_json(file_uploaded(i)), []) for i in good_ids]
+    produce(fe.bootstrap, fe.ingress, [*bad, *good])
+    keyed(fe.accepted, [i.encode() for i in good_ids], "the good events")
+    keyed(fe.rejected, bad_keys, "the bad records")
+    assert _metric(fe.http_port, accepted) == before_accepted + 2
+    assert _metric(fe.http_port, rejected) == before_rejected + 3
