@@ -33,9 +33,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _integration_needs_broker(request: pytest.FixtureRequest) -> None:
+def _integration_needs_broker(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if request.node.get_closest_marker("integration") is not None:
         request.getfixturevalue("kafka_bootstrap")
+    else:  # unit tests check defaults: a developer's broker override must not leak in
+        monkeypatch.delenv("MSM_BOOTSTRAP_SERVERS", raising=False)
 
 
 def _local_port(bootstrap: str) -> int | None:

@@ -392,7 +392,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_kafka_unreachable_is_503_with_retry_after(tmp_path: Path) -> None:
+async def test_kafka_unreachable_is_503_with_retry_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MSM_BOOTSTRAP_SERVERS", raising=False)  # the dead address must win
     dead = load(tmp_path, f"dead-{uuid.uuid4().hex[:8]}", f"127.0.0.1:{_free_port()}")
     settings = HttpSettings(port=0, kafka_timeout_s=2.0, retry_after_s=7, ready_timeout_s=1.0)
     async with serving(dead, settings) as client:

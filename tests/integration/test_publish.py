@@ -171,7 +171,10 @@ def test_broker_refusal_is_a_non_retriable_publish_error(env: Env) -> None:
     assert len(caught.value.event_ids) == 1
 
 
-def test_unreachable_broker_is_a_retriable_publish_error(tmp_path: Path) -> None:
+def test_unreachable_broker_is_a_retriable_publish_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MSM_BOOTSTRAP_SERVERS", raising=False)  # the dead address must win
     topology = load_topology(write_topology(tmp_path, "nowhere", bootstrap="localhost:1"))
     publisher = Publisher(topology, config={"delivery.timeout.ms": 1500, "log_level": 0})
     with pytest.raises(PublishError) as caught:
