@@ -16,6 +16,9 @@ KEY = "msm.key"
 PUBLISHED_AT = "msm.published_at"  # ms since epoch, stamped by the frontend
 DELIVER_AT = "msm.deliver_at"  # ms since epoch; absent means now
 DELAY = "msm.delay_ms"  # accepted at ingress only; the frontend turns it into DELIVER_AT
+# When a record was written to its delay tier: its due time is max(record timestamp, this) +
+# tier, so a broker or producer clock that runs behind cannot make it early or spin.
+TIERED_AT = "msm.tiered_at"
 ATTEMPT = "msm.attempt"
 SUBSCRIBER = "msm.subscriber"
 PRIORITY = "msm.priority"

@@ -32,9 +32,10 @@ REPO = Path(__file__).resolve().parent.parent
 MSM = Path(sys.executable).parent / "msm"
 READY_LINE = "[^Worker]: Ready"
 # A SIGKILLed worker keeps its partitions until its session expires: keep that short in tests.
-# Both spellings: the worker hands Faust the MSM_FAUST_* variables as its settings environment.
-_SESSIONS = {"BROKER_SESSION_TIMEOUT": "6", "BROKER_HEARTBEAT_INTERVAL": "1"}
-FAST_SESSIONS = {**_SESSIONS, **{f"MSM_FAUST_{k}": v for k, v in _SESSIONS.items()}}
+FAST_SESSIONS = {
+    "MSM_FAUST_BROKER_SESSION_TIMEOUT": "6",
+    "MSM_FAUST_BROKER_HEARTBEAT_INTERVAL": "1",
+}
 Headers = list[tuple[str, bytes]]
 
 
