@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from pipeline.avro.records import RecordError, to_avro
 from pipeline.avro.schemas import LoadedSchema, SchemaError, check_compatibility, load_schema
 from pipeline.filters.cel import EXPECTED as FILTER_EXPECTED
 from pipeline.filters.cel import filter_problem
@@ -22,8 +23,9 @@ def check_references(raw: Mapping[object, object], base_dir: Path, file: str) ->
     """Schema files load, keys exist, old schemas are readable, events referenced are declared."""
     problems: list[Problem] = []
     events = _mapping(raw.get("events"))
+    schemas: dict[str, LoadedSchema] = {}
     for name, spec in events.items():
-        problems.extend(_check_event(str(name), _mapping(spec), base_dir, file))
+        problems.extend(_check_event(str(name), _mapping(spec), base_dir, file, schemas))
     problems.extend(_check_name_collisions([str(n) for n in events], file))
     known = sorted(str(name) for name in events)
     for name, spec in _mapping(raw.get("subscribers")).items():
@@ -41,15 +43,42 @@ def check_references(raw: Mapping[object, object], base_dir: Path, file: str) ->
         event = _mapping(spec).get("event")
         if isinstance(event, str) and event not in known:
             problems.append(_unknown_event(file, ("schedules", str(name), "event"), event, known))
+        elif isinstance(event, str) and event in schemas:
+            payload = _mapping(spec).get("payload", {})
+            problems.extend(_check_payload(file, str(name), schemas[event], payload))
     return problems
 
 
+def _check_payload(file: str, name: str, schema: LoadedSchema, payload: object) -> list[Problem]:
+    """A schedule's payload must be a valid event, or every tick would fail at run time."""
+    try:
+        to_avro(schema, payload)
+    except RecordError as exc:
+        base = render_path(("schedules", name, "payload"))
+        return [
+            Problem(
+                file,
+                f"{base}.{e.path}" if e.path else base,
+                e.found or e.message,
+                f"{e.expected} ({e.message})" if e.expected else f"not: {e.message}",
+            )
+            for e in exc.errors
+        ]
+    return []
+
+
 def _check_event(
-    name: str, spec: Mapping[object, object], base_dir: Path, file: str
+    name: str,
+    spec: Mapping[object, object],
+    base_dir: Path,
+    file: str,
+    schemas: dict[str, LoadedSchema],
 ) -> list[Problem]:
     problems: list[Problem] = []
     loc: Loc = ("events", name)
     current = _load(spec.get("schema"), base_dir, file, (*loc, "schema"), problems)
+    if current is not None:
+        schemas[name] = current
     key = spec.get("key")
     if current is not None and isinstance(key, str) and key.strip():
         fields = current.field_names

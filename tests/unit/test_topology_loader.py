@@ -177,3 +177,11 @@ def test_topology_requires_an_event(tmp_path: Path) -> None:
     doc["schedules"] = {}
     (problem,) = problems_of(write_topology(tmp_path, doc))
     assert (problem.path, problem.found, problem.expected) == ("events", "{}", "at least 1 item(s)")
+
+
+def test_a_schedule_payload_that_does_not_fit_its_event_is_a_problem(tmp_path: Path) -> None:
+    doc = minimal()
+    doc["schedules"]["nightly"]["payload"] = {"key": 5, "extra": True}
+    found = {p.path: p for p in problems_of(write_topology(tmp_path, doc))}
+    assert set(found) == {"schedules.nightly.payload.key", "schedules.nightly.payload.extra"}
+    assert "string" in found["schedules.nightly.payload.key"].expected
