@@ -74,7 +74,7 @@ def known_topics(
     for sub in subscribers:
         known[names.sub(sub)] = TopicRole(DELIVERY, sub)
         known[names.dlq(sub)] = TopicRole(DELIVERY, sub)
-        known[names.exec(sub)] = TopicRole(EXECUTION, sub)
+        known[names.execution(sub)] = TopicRole(EXECUTION, sub)
     return known
 
 

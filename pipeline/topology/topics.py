@@ -84,7 +84,7 @@ class TopicNames:
     def sub(self, subscriber: str) -> str:
         return f"{self.namespace}.sub.{subscriber}"
 
-    def exec(self, subscriber: str) -> str:
+    def execution(self, subscriber: str) -> str:
         return f"{self.namespace}.exec.{subscriber}"
 
     def dlq(self, subscriber: str) -> str:
@@ -198,7 +198,7 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
         n, size = per_sub[s.name]
         rows.append(
             (
-                names.exec(s.name),
+                names.execution(s.name),
                 n,
                 "execution",
                 s.name,

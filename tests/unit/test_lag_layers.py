@@ -42,10 +42,10 @@ def test_every_topic_the_topology_implies_is_classified(namespace: str) -> None:
         names.schedules: TopicRole(SCHEDULER, None),
         names.sub("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
         names.dlq("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
-        names.exec("thumbnailer"): TopicRole(EXECUTION, "thumbnailer"),
+        names.execution("thumbnailer"): TopicRole(EXECUTION, "thumbnailer"),
         names.sub("search-indexer"): TopicRole(DELIVERY, "search-indexer"),
         names.dlq("search-indexer"): TopicRole(DELIVERY, "search-indexer"),
-        names.exec("search-indexer"): TopicRole(EXECUTION, "search-indexer"),
+        names.execution("search-indexer"): TopicRole(EXECUTION, "search-indexer"),
     }
     for tier in TIERS:
         expected[names.delay(tier)] = TopicRole(SCHEDULER, format_duration(tier))
@@ -62,7 +62,7 @@ def test_patterns_agree_with_topic_names_without_a_topology(namespace: str) -> N
         names.ingress("user.deleted"): TopicRole(FRONTEND, "user.deleted"),
         names.sub("old-sub"): TopicRole(DELIVERY, "old-sub"),
         names.dlq("old-sub"): TopicRole(DELIVERY, "old-sub"),
-        names.exec("old-sub"): TopicRole(EXECUTION, "old-sub"),
+        names.execution("old-sub"): TopicRole(EXECUTION, "old-sub"),
         names.delay(timedelta(minutes=2)): TopicRole(SCHEDULER, "2m"),
         names.accepted: TopicRole(SCHEDULER, None),
         names.rejected: TopicRole(FRONTEND, None),

@@ -34,7 +34,7 @@ def test_topic_names() -> None:
     assert names.delay(timedelta(days=1)) == "acme.delay.1d"
     assert names.delay(timedelta(minutes=2)) == "acme.delay.2m"
     assert names.sub("thumbnailer") == "acme.sub.thumbnailer"
-    assert names.exec("thumbnailer") == "acme.exec.thumbnailer"
+    assert names.execution("thumbnailer") == "acme.exec.thumbnailer"
     assert names.dlq("thumbnailer") == "acme.dlq.thumbnailer"
     assert TopicNames().ingress("x") == "msm.in.x"
 
