@@ -59,7 +59,10 @@ class ApplyReport:
 
 
 def open_admin(kafka: KafkaSettings) -> AdminClient:
-    return AdminClient({**kafka.client, "bootstrap.servers": kafka.bootstrap_servers})
+    # Failures surface as errors of the calls; librdkafka need not also print them.
+    return AdminClient(
+        {"log_level": 0, **kafka.client, "bootstrap.servers": kafka.bootstrap_servers}
+    )
 
 
 def apply_topology(
