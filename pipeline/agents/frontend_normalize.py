@@ -28,11 +28,9 @@ from pipeline.avro.schemas import EventSchemas
 from pipeline.client.encoder import key_bytes
 from pipeline.client.ids import new_event_id
 from pipeline.topology import Topology
-from pipeline.topology.topics import HEADROOM, TopicNames
+from pipeline.topology.topics import TopicNames, max_record_bytes
 
 MAX_DELAY_MS = int(timedelta(days=366).total_seconds() * 1000)
-REJECT_TRUNCATED = "msm.reject.truncated"  # the original value's length, when cut to fit
-REJECT_HEADERS_DROPPED = "msm.reject.headers_dropped"  # how many original headers were left out
 _MAX_ID_CHARS = 200
 _FRAMING = 1024  # record batch and record framing, with room to spare
 RawHeaders = Sequence[tuple[str, bytes | None]]
@@ -80,8 +78,8 @@ class Normalizer:
     def __init__(self, topology: Topology, *, clock_ms: Callable[[], int]) -> None:
         names = TopicNames(topology.namespace)
         self._clock_ms = clock_ms
-        largest = max((e.max_bytes for e in topology.events.values()), default=0)
-        self.budget = largest + HEADROOM - _FRAMING  # bytes of value and headers per record
+        # bytes of value and headers per record that accepted and rejected both take
+        self.budget = max_record_bytes(topology.events.values()) - _FRAMING
         self._by_topic: dict[str, _Event] = {}
         for name, spec in topology.events.items():
             schemas = EventSchemas.load(spec.schema_path, spec.previous_schemas)
@@ -128,10 +126,10 @@ class Normalizer:
         if _size(value, headers) <= self.budget:
             return value, headers
         if _size(b"", headers) + 64 > self.budget:  # the original headers alone are too big
-            headers = [*ours, (REJECT_HEADERS_DROPPED, str(len(original)).encode())]
+            headers = [*ours, (h.REJECT_HEADERS_DROPPED, str(len(original)).encode())]
         keep = max(0, self.budget - _size(b"", headers) - 64)
         if keep < len(value):
-            headers.append((REJECT_TRUNCATED, str(len(value)).encode()))
+            headers.append((h.REJECT_TRUNCATED, str(len(value)).encode()))
         return value[:keep], headers
 
     def _accept(

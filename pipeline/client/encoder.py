@@ -20,7 +20,7 @@ from pipeline.avro.schemas import LoadedSchema, load_schema
 from pipeline.client.errors import PublishArgumentError, PublishError, UnknownEventError
 from pipeline.client.ids import new_event_id
 from pipeline.topology import Topology
-from pipeline.topology.topics import HEADROOM, TopicNames
+from pipeline.topology.topics import TopicNames, max_record_bytes, min_record_bytes
 
 HeaderValue = str | bytes
 _RESERVED_PREFIX = "msm."
@@ -68,27 +68,16 @@ def producer_config(
         # librdkafka's default is 5 minutes; a blocked publish should fail sooner than that.
         "delivery.timeout.ms": 30_000,
         # librdkafka refuses messages over ~1 MB by default; allow the largest declared event.
-        "message.max.bytes": max_message_bytes(topology),
+        "message.max.bytes": max_record_bytes(topology.events.values()),
         # A batch may not exceed the smallest ingress topic's max.message.bytes: the broker
         # refuses the whole batch and librdkafka never splits a refused batch.
-        "batch.size": min_topic_bytes(topology),
+        "batch.size": min_record_bytes(topology.events.values()),
         # Connection failures surface as delivery errors; do not also print them to stderr.
         "log_level": 0,
     }
     config.update(topology.kafka.client)
     config.update(overrides or {})
     return config
-
-
-def max_message_bytes(topology: Topology) -> int:
-    """The largest event's payload plus room for headers and the record batch overhead."""
-    largest = max((e.max_bytes for e in topology.events.values()), default=1 << 20)
-    return largest + HEADROOM
-
-
-def min_topic_bytes(topology: Topology) -> int:
-    smallest = min((e.max_bytes for e in topology.events.values()), default=1 << 20)
-    return smallest + HEADROOM
 
 
 def deliver_at_ms(

@@ -113,7 +113,7 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
     names = TopicNames(topology.namespace)
     events = [topology.events[name] for name in sorted(topology.events)]
     shared = max(e.partitions for e in events)
-    largest = _max_message_bytes(events)
+    largest = max_record_bytes(events)
     base = {
         "cleanup.policy": "delete",
         "min.insync.replicas": str(topology.kafka.min_insync_replicas),
@@ -217,7 +217,7 @@ def _subscriber_topics(topology: Topology, subscriber: str) -> tuple[int, int]:
     """(partitions, max.message.bytes) of a subscriber's sub, exec and dlq topics."""
     spec = topology.subscribers[subscriber]
     own = [topology.events[e] for e in spec.events if e in topology.events]
-    return max([spec.concurrency.max, *(e.partitions for e in own)]), _max_message_bytes(own)
+    return max([spec.concurrency.max, *(e.partitions for e in own)]), max_record_bytes(own)
 
 
 def by_layer(plans: Iterable[TopicPlan]) -> dict[Layer, list[TopicPlan]]:
@@ -227,5 +227,11 @@ def by_layer(plans: Iterable[TopicPlan]) -> dict[Layer, list[TopicPlan]]:
     return grouped
 
 
-def _max_message_bytes(events: Iterable[EventSpec]) -> int:
+def max_record_bytes(events: Iterable[EventSpec]) -> int:
+    """What a topic carrying ``events`` accepts: the largest payload plus :data:`HEADROOM`."""
     return max((e.max_bytes for e in events), default=1024 * 1024) + HEADROOM
+
+
+def min_record_bytes(events: Iterable[EventSpec]) -> int:
+    """The smallest such limit among ``events``' ingress topics."""
+    return min((e.max_bytes for e in events), default=1024 * 1024) + HEADROOM

@@ -24,7 +24,7 @@ from mode import CrashingSupervisor
 from pipeline.broker.settings import default_cache_dir
 from pipeline.errors import ConfigError
 from pipeline.topology import Topology
-from pipeline.topology.topics import HEADROOM
+from pipeline.topology.topics import max_record_bytes
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def create_app(topology: Topology, layer: str, **overrides: Any) -> Any:
         "producer_acks": -1,
         "producer_linger": 0.001,
         # What the topics take (plan_topics: the largest event's max_bytes plus headroom).
-        "producer_max_request_size": max_record_bytes(topology),
+        "producer_max_request_size": max_record_bytes(topology.events.values()),
         "value_serializer": "raw",
         "key_serializer": "raw",
         "store": "memory://",
@@ -98,11 +98,6 @@ def create_app(topology: Topology, layer: str, **overrides: Any) -> Any:
     }
     settings.update(overrides)
     return _App(f"{topology.namespace}.{layer}", **settings)
-
-
-def max_record_bytes(topology: Topology) -> int:
-    largest = max((e.max_bytes for e in topology.events.values()), default=1 << 20)
-    return largest + HEADROOM
 
 
 def _check_client_settings(topology: Topology) -> None:

@@ -17,7 +17,6 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from pipeline import headers as h
-from pipeline.agents.frontend_normalize import REJECT_TRUNCATED
 from pipeline.avro import wire
 from pipeline.avro.schemas import EventSchemas, load_schema
 from pipeline.client.ids import event_id_time
@@ -246,7 +245,7 @@ def test_a_record_too_big_to_reject_whole_is_cut_and_the_worker_lives_on(fe: Fro
     keyed(fe.accepted, [f"{key.decode()}-good".encode()], "the event after it")
     assert fe.worker.proc.poll() is None, "the worker is still running"
     assert rejected.header[h.REJECT_REASON] == b"oversize"
-    assert rejected.header[REJECT_TRUNCATED] == str(len(value)).encode()
+    assert rejected.header[h.REJECT_TRUNCATED] == str(len(value)).encode()
     assert value.startswith(rejected.value)
 
 

@@ -12,12 +12,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import headers as h
-from pipeline.agents.frontend_normalize import (
-    REJECT_HEADERS_DROPPED,
-    REJECT_TRUNCATED,
-    Normalizer,
-    Rejected,
-)
+from pipeline.agents.frontend_normalize import Normalizer, Rejected
 from pipeline.topology import load_topology
 from pipeline.topology.topics import HEADROOM
 from tests.fixtures.topologies import minimal, write_topology
@@ -47,7 +42,7 @@ def test_a_reject_that_cannot_carry_all_its_bytes_keeps_a_prefix(normalizer: Nor
     assert isinstance(out, Rejected)
     assert out.reason == "oversize"
     found = dict(out.headers)
-    assert found[REJECT_TRUNCATED] == str(len(value)).encode()
+    assert found[h.REJECT_TRUNCATED] == str(len(value)).encode()
     assert found["x-user"] == b"1"
     assert value.startswith(out.value)
     assert _size(out.value, out.headers) <= normalizer.budget
@@ -58,7 +53,7 @@ def test_original_headers_too_big_to_keep_are_counted(normalizer: Normalizer) ->
     out = normalizer.normalize(TOPIC, None, b"{not json", huge, 0, 0)
     assert isinstance(out, Rejected)
     found = dict(out.headers)
-    assert found[REJECT_HEADERS_DROPPED] == b"70"
+    assert found[h.REJECT_HEADERS_DROPPED] == b"70"
     assert found[h.REJECT_REASON] == b"invalid_json"
     assert out.value == b"{not json"
     assert _size(out.value, out.headers) <= normalizer.budget
