@@ -4,7 +4,7 @@ Delayed events travel through tiered delay topics and wait in memory only for th
 moments (:mod:`scheduler_delay`); cron ticks are fired by the one worker that owns
 ``<ns>.schedules`` (:mod:`scheduler_cron_owner`). One agent per input topic, and none of them
 ever waits for a due time: a record that is not due is parked in memory and, when far off, its
-partition paused in the Kafka client (:mod:`scheduler_flow`). So faust's fetcher never blocks on
+partition paused in the Kafka client (:mod:`pipeline.worker.pause`). So faust's fetcher never blocks on
 a full stream buffer and keeps polling: a long wait cannot get the worker dropped for exceeding
 ``max.poll.interval.ms``, nor hold up another topic.
 
@@ -37,7 +37,7 @@ from pipeline.agents.base import LayerContext, raw_topic
 from pipeline.agents.scheduler_cron import CronFirer
 from pipeline.agents.scheduler_cron_owner import CronOwner, Records, read_partition
 from pipeline.agents.scheduler_delay import DelayRouter
-from pipeline.agents.scheduler_flow import ClientFlow
+from pipeline.worker.pause import ClientFlow
 from pipeline.agents.scheduler_records import Incoming, Send
 from pipeline.metrics import process_metrics
 from pipeline.topology.durations import format_duration

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.agents.flow import FlowError, TokenBucket, default_burst, share, share_burst
+from pipeline.gate import FlowError, TokenBucket, default_burst, share, share_burst
 from pipeline.topology import Rate
 
 PER_SECOND = Rate(count=500, per=timedelta(seconds=1))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.agents.flow import (
+from pipeline.gate import (
     Aimd,
     AimdSettings,
     FlowError,

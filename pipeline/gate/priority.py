@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Literal, get_args
 
-from pipeline.agents.flow.errors import FlowError
+from pipeline.gate.errors import FlowError
 
 __all__ = ["LANES", "Lane", "LanePicker", "strict_lane"]
 

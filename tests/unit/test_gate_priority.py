@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipeline.agents.flow import LANES, FlowError, Lane, LanePicker, strict_lane
+from pipeline.gate import LANES, FlowError, Lane, LanePicker, strict_lane
 
 ALL: dict[Lane, bool] = {"high": True, "normal": True, "low": True}
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from pipeline.agents.flow.errors import FlowError
+from pipeline.gate.errors import FlowError
 from pipeline.topology.durations import Rate
 
 __all__ = ["TokenBucket", "default_burst", "share", "share_burst"]

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from pipeline.agents.flow.errors import FlowError
+from pipeline.gate.errors import FlowError
 
 __all__ = ["Aimd", "AimdSettings", "InFlight", "Signal", "share_in_flight", "signal_for_http"]
 
@@ -50,7 +50,7 @@ def signal_for_http(status: int) -> Signal:
 
 def share_in_flight(max_in_flight: int, members: int) -> int:
     """One member's part of a subscriber's ``max_in_flight`` among the ``members`` of its
-    flow-control group (as :func:`~pipeline.agents.flow.ratelimit.share` does for the rate).
+    flow-control group (as :func:`~pipeline.gate.ratelimit.share` does for the rate).
     Rounded down so the group stays under the cap, but at least 1, so with more members than
     ``max_in_flight`` the group may exceed it by up to ``members - max_in_flight``."""
     if members < 1:

@@ -1,4 +1,4 @@
-"""Flow control's pure logic: rate limits, capacity and priority lanes.
+"""Capacity gate: rate limits, in-flight caps, AIMD back-off and priority lanes.
 
 No Kafka and no faust here, so the flow-control agent stays a thin loop of I/O around these and
 each rule (a filter that errors does not match, the rate holds across workers, a subscriber in
@@ -7,7 +7,7 @@ trouble gets less work, no lane starves) is tested alone.
 
 from __future__ import annotations
 
-from pipeline.agents.flow.capacity import (
+from pipeline.gate.capacity import (
     Aimd,
     AimdSettings,
     InFlight,
@@ -15,9 +15,9 @@ from pipeline.agents.flow.capacity import (
     share_in_flight,
     signal_for_http,
 )
-from pipeline.agents.flow.errors import FlowError
-from pipeline.agents.flow.priority import LANES, Lane, LanePicker, strict_lane
-from pipeline.agents.flow.ratelimit import TokenBucket, default_burst, share, share_burst
+from pipeline.gate.errors import FlowError
+from pipeline.gate.priority import LANES, Lane, LanePicker, strict_lane
+from pipeline.gate.ratelimit import TokenBucket, default_burst, share, share_burst
 
 __all__ = [
     "LANES",

@@ -61,7 +61,7 @@ class ClientFlow:
             client._fetcher._fetch_max_wait_ms = FETCH_MAX_WAIT_MS
             paused = client.paused()
             if paused:
-                log.info("scheduler: resuming %d partition(s) paused before", len(paused))
+                log.info("consumer: resuming %d partition(s) paused before", len(paused))
                 client.resume(*paused)
 
         await self._call(apply)
