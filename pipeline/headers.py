@@ -25,6 +25,17 @@ PRIORITY = "msm.priority"
 TRACEPARENT = "traceparent"  # W3C trace context
 CONTENT_TYPE = "content-type"  # ingress only: application/json or avro/binary (single object)
 
+# Tasks (one event for one subscriber), from flow control on
+TARGET = "msm.target"  # a delayed record goes to this topic when due, not to ready (retries)
+ERRORS = "msm.errors"  # the task's failed attempts so far: an ErrorChain as JSON
+FIRST_ATTEMPT_AT = "msm.first_attempt_at"  # ms since epoch of the task's first dispatch
+OUTCOME = "msm.outcome"  # on outcomes: retriable or non_retriable (delivery_policy.Outcome)
+RETRY_AFTER_MS = "msm.retry_after_ms"  # the least wait a failed attempt asked for
+HANDLER_VERSION = "msm.handler"  # "stable" or "canary": which handler ran the attempt
+DLQ_REASON = "msm.dlq.reason"  # non_retriable or exhausted
+DLQ_AT = "msm.dlq.at"  # ms since epoch
+REDRIVEN_FROM = "msm.redriven_from"  # "<topic>:<partition>:<offset>" of the dead letter
+
 # Rejected-topic headers
 REJECT_REASON = "msm.reject.reason"  # a stable code, e.g. "unknown_fingerprint"
 REJECT_MESSAGE = "msm.reject.message"

@@ -1,17 +1,14 @@
 """A subscriber's ``rate_limit``: a token bucket per worker, the rate shared across workers.
 
-Global limit without a shared counter: the subscriber's flow-control consumer group has W live
-members, and each member's bucket refills at ``rate / W`` (:func:`share`), recomputed on every
-rebalance (W comes from the member's assignment callback: the group's member count). Summed over
-the group that is ``rate`` whatever W is, with no coordination on the hot path; the bursts add up
-to ``burst`` too, since each member's burst is shared the same way.
+Global limit without a shared counter: each worker's bucket refills at the subscriber's rate
+times its share of the gated topic's partitions (owned / total, recomputed on every rebalance
+by :class:`~pipeline.gate.pump.Pump`). Summed over the group that is ``rate``, whatever the
+number of workers, with no coordination on the hot path; the bursts add up the same way.
 
-Within 10 % across all workers holds while every member has work. It errs low, never high: a
-member whose partitions are idle leaves its share unused (partitions spread evenly by key make
-this rare); the alternative of weighting each member by its share of partitions would fit skewed
-assignments better but needs every member's assignment, which consumers do not see. During a
-rebalance, for a session timeout at most, old and new shares overlap; each bucket starts full,
-so a rebalance can admit one extra ``burst``.
+Within 10 % across all workers holds while every partition has work. It errs low, never high: a
+worker whose partitions are idle leaves its share unused (keys spread evenly make this rare).
+During a rebalance, for a session timeout at most, old and new shares overlap; each bucket
+starts full, so a rebalance can admit one extra ``burst``.
 
 Clocks are explicit (``now``, monotonic seconds) so tests simulate time instead of sleeping.
 """

@@ -37,7 +37,7 @@ _SHARED = {
     "accepted": SCHEDULER,
     "schedules": SCHEDULER,
     "ready": FLOW,
-    "outcomes": FLOW,
+    "outcomes": DELIVERY,
     "tasks": FLOW,
 }
 # Topic-name patterns below the namespace, used for names the topology does not list. They
@@ -48,6 +48,7 @@ _PREFIXES = (
     ("sub.", DELIVERY),
     ("dlq.", DELIVERY),
     ("exec.", EXECUTION),
+    ("done.", EXECUTION),
 )
 
 
@@ -64,7 +65,7 @@ def known_topics(
         names.accepted: TopicRole(SCHEDULER, None),
         names.schedules: TopicRole(SCHEDULER, None),
         names.ready: TopicRole(FLOW, None),
-        names.outcomes: TopicRole(FLOW, None),
+        names.outcomes: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
     }
     for event in events:
@@ -75,6 +76,7 @@ def known_topics(
         known[names.sub(sub)] = TopicRole(DELIVERY, sub)
         known[names.dlq(sub)] = TopicRole(DELIVERY, sub)
         known[names.execution(sub)] = TopicRole(EXECUTION, sub)
+        known[names.done(sub)] = TopicRole(EXECUTION, sub)
     return known
 
 

@@ -5,7 +5,7 @@ Partition counts, chosen so per-key order and parallelism hold at every hop:
 * ingress ``<ns>.in.<event>``: the event's ``partitions``;
 * shared stages (accepted, rejected, ready, delay tiers, outcomes, tasks): the largest event
   partition count, so no event is squeezed through fewer partitions than it was published on;
-* per subscriber (sub, exec, dlq): ``max(concurrency.max, largest partition count of its events)``,
+* per subscriber (sub, exec, dlq, done): ``max(concurrency.max, largest partition count of its events)``,
   so even an ordered subscriber, which runs one task per partition at a time, can reach its
   ``concurrency.max``;
 * ``<ns>.schedules`` (one record per schedule, compacted): 1.
@@ -60,7 +60,8 @@ class TopicNames:
 
     @property
     def tasks(self) -> str:
-        """Task state, keyed by task id (compacted)."""
+        """Task state changes, keyed by event id: every subscriber's task of one event is in one
+        partition, so `msm task show` reads one partition."""
         return f"{self.namespace}.tasks"
 
     @property
@@ -89,6 +90,10 @@ class TopicNames:
 
     def dlq(self, subscriber: str) -> str:
         return f"{self.namespace}.dlq.{subscriber}"
+
+    def done(self, subscriber: str) -> str:
+        """Task ids the subscriber's handler finished, for dedup (compacted, keyed by task id)."""
+        return f"{self.namespace}.done.{subscriber}"
 
 
 @dataclass(frozen=True)
@@ -175,8 +180,12 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
     rows.append(
         (names.ready, shared, "flow", "", keep(DEFAULT_RETENTION, largest), "events due now")
     )
-    rows.append((names.outcomes, shared, "flow", "", keep(DEFAULT_RETENTION), "task results"))
-    rows.append((names.tasks, shared, "flow", "", compact, "task state by task id"))
+    rows.append(
+        (names.tasks, shared, "flow", "", keep(DEFAULT_RETENTION), "task state changes by event id")
+    )
+    rows.append(
+        (names.outcomes, shared, "delivery", "", keep(DEFAULT_RETENTION), "failed attempts")
+    )
     subscribers = [topology.subscribers[name] for name in sorted(topology.subscribers)]
     per_sub = {s.name: _subscriber_topics(topology, s.name) for s in subscribers}
     for s in subscribers:
@@ -206,6 +215,10 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
                 "tasks to run",
             )
         )
+        window = max(s.dedup_window, timedelta(minutes=1))
+        done = {**compact, "cleanup.policy": "compact,delete"}
+        done["retention.ms"] = str(window // timedelta(milliseconds=1))
+        rows.append((names.done(s.name), n, "execution", s.name, done, "finished task ids"))
     rf = topology.kafka.replication_factor
     return [
         TopicPlan(name, n, dict(sorted(config.items())), layer, owner, rf, what)

@@ -26,6 +26,9 @@ LAYERS = ("frontend", "scheduler", "flow", "delivery", "execution")
 _MODULES = {
     "frontend": "pipeline.agents.frontend",
     "scheduler": "pipeline.agents.scheduler",
+    "flow": "pipeline.agents.flow",
+    "delivery": "pipeline.agents.delivery",
+    "execution": "pipeline.agents.execution",
 }
 
 

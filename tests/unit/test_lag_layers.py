@@ -37,15 +37,17 @@ def test_every_topic_the_topology_implies_is_classified(namespace: str) -> None:
         names.rejected: TopicRole(FRONTEND, None),
         names.accepted: TopicRole(SCHEDULER, None),
         names.ready: TopicRole(FLOW, None),
-        names.outcomes: TopicRole(FLOW, None),
+        names.outcomes: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
         names.schedules: TopicRole(SCHEDULER, None),
         names.sub("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
         names.dlq("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
         names.execution("thumbnailer"): TopicRole(EXECUTION, "thumbnailer"),
+        names.done("thumbnailer"): TopicRole(EXECUTION, "thumbnailer"),
         names.sub("search-indexer"): TopicRole(DELIVERY, "search-indexer"),
         names.dlq("search-indexer"): TopicRole(DELIVERY, "search-indexer"),
         names.execution("search-indexer"): TopicRole(EXECUTION, "search-indexer"),
+        names.done("search-indexer"): TopicRole(EXECUTION, "search-indexer"),
     }
     for tier in TIERS:
         expected[names.delay(tier)] = TopicRole(SCHEDULER, format_duration(tier))
@@ -67,7 +69,7 @@ def test_patterns_agree_with_topic_names_without_a_topology(namespace: str) -> N
         names.accepted: TopicRole(SCHEDULER, None),
         names.rejected: TopicRole(FRONTEND, None),
         names.ready: TopicRole(FLOW, None),
-        names.outcomes: TopicRole(FLOW, None),
+        names.outcomes: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
         names.schedules: TopicRole(SCHEDULER, None),
     }

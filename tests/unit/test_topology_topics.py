@@ -71,14 +71,16 @@ def test_plan_lists_every_topic_in_pipeline_order(tmp_path: Path) -> None:
         "msm-test.delay.365d",
         "msm-test.schedules",
         "msm-test.ready",
-        "msm-test.outcomes",
         "msm-test.tasks",
+        "msm-test.outcomes",
         "msm-test.sub.indexer",
         "msm-test.dlq.indexer",
         "msm-test.sub.thumbnailer",
         "msm-test.dlq.thumbnailer",
         "msm-test.exec.indexer",
+        "msm-test.done.indexer",
         "msm-test.exec.thumbnailer",
+        "msm-test.done.thumbnailer",
     ]
     assert [LAYERS.index(p.layer) for p in plans] == sorted(LAYERS.index(p.layer) for p in plans)
     assert list(by_layer(plans)) == list(LAYERS)
@@ -92,7 +94,7 @@ def test_partition_counts(tmp_path: Path) -> None:
         assert plan[f"msm-test.{shared}"].partitions == 3  # the largest event's
     assert plan["msm-test.schedules"].partitions == 1
     # max(concurrency.max, partitions of the subscriber's events)
-    for kind in ("sub", "exec", "dlq"):
+    for kind in ("sub", "exec", "dlq", "done"):
         assert plan[f"msm-test.{kind}.thumbnailer"].partitions == 8
         assert plan[f"msm-test.{kind}.indexer"].partitions == 4  # default concurrency.max 4
 
@@ -117,8 +119,18 @@ def test_configs(tmp_path: Path) -> None:
     assert plan["msm-test.delay.1s"].config["retention.ms"] == str(7 * DAY_MS)
     assert plan["msm-test.delay.3d"].config["retention.ms"] == str(7 * DAY_MS)
     assert plan["msm-test.delay.365d"].config["retention.ms"] == str(731 * DAY_MS)
-    for compacted in ("msm-test.tasks", "msm-test.schedules"):
-        assert plan[compacted].config == {"cleanup.policy": "compact", "min.insync.replicas": "1"}
+    assert plan["msm-test.schedules"].config == {
+        "cleanup.policy": "compact",
+        "min.insync.replicas": "1",
+    }
+    # task history is kept, not compacted: `msm task show` prints every state change
+    assert plan["msm-test.tasks"].config["cleanup.policy"] == "delete"
+    # finished task ids are compacted and kept for the dedup window (1h by default)
+    assert plan["msm-test.done.indexer"].config == {
+        "cleanup.policy": "compact,delete",
+        "min.insync.replicas": "1",
+        "retention.ms": str(3600 * 1000),
+    }
     assert all(p.replication_factor == 1 for p in plan.values())
 
 
@@ -137,5 +149,5 @@ def test_example_plan_is_deterministic_and_valid_for_kafka() -> None:
     names = [p.name for p in first]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", n) for n in names)
-    expected = 3 * len(topology.subscribers) + len(topology.events) + len(topology.delay_tiers) + 6
+    expected = 4 * len(topology.subscribers) + len(topology.events) + len(topology.delay_tiers) + 6
     assert len(first) == expected

@@ -1,0 +1,95 @@
+"""Wiring a :class:`~pipeline.gate.pump.Pump` to a Faust app: its agent, dispatch task and
+rebalance hooks. The agent only hands records over, so it never blocks the shared consumer."""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.agents.base import raw_topic
+from pipeline.gate.pump import TP, Pump, Task
+from pipeline.worker.fatal import fatal
+from pipeline.worker.pause import ClientFlow
+
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.005
+
+
+@dataclass
+class _AppPumps:
+    flow: ClientFlow
+    pumps: dict[str, Pump] = field(default_factory=dict)  # by topic
+
+
+_APPS: weakref.WeakKeyDictionary[Any, _AppPumps] = weakref.WeakKeyDictionary()
+
+
+def attach_pump(app: Any, topic: str, pump: Pump, name: str) -> None:
+    """Feed ``topic``'s records to ``pump`` and run its dispatch loop in ``app``'s worker."""
+    pumps = _APPS.get(app)
+    if pumps is None:
+        pumps = _APPS[app] = _AppPumps(ClientFlow(app))
+        _connect(app, pumps)
+        # What faust takes from the client per poll is what still arrives after a pause.
+        app.conf.broker_max_poll_records = app.conf.broker_max_poll_records or BATCH_MAX
+    pumps.pumps[topic] = pump
+    flow = pumps.flow
+
+    async def set_paused(tp: TP, paused: bool) -> None:
+        await flow.set_paused(tp, paused=paused)
+
+    pump.bind(set_paused)
+
+    async def feed(stream: Any) -> None:
+        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+            assigned = app.consumer.assignment()  # left over from a revoked partition: skip
+            await pump.intake(
+                (_task(e), functools.partial(stream.ack, e))
+                for e in events
+                if e.message.tp in assigned
+            )
+
+    async def dispatch(_app: Any) -> None:
+        await pump.run()
+
+    app.agent(raw_topic(app, topic), name=name)(fatal(app, name)(feed))
+    app.task(fatal(app, f"{name} dispatch")(dispatch))
+
+
+def _connect(app: Any, pumps: _AppPumps) -> None:
+    async def on_revoked(_sender: Any, revoked: set[Any], **_: Any) -> None:
+        for topic, pump in pumps.pumps.items():
+            pump.revoke((tp.topic, tp.partition) for tp in revoked if tp.topic == topic)
+
+    async def on_assigned(_sender: Any, assigned: set[Any], **_: Any) -> None:
+        await pumps.flow.on_assigned()  # nothing stays paused from before the rebalance
+        owned = app.consumer.assignment()
+        for topic, pump in pumps.pumps.items():
+            pump.set_owned(sum(1 for tp in owned if tp.topic == topic))
+
+    async def on_shutdown(_sender: Any, **_: Any) -> None:
+        for pump in pumps.pumps.values():
+            await pump.stop()
+
+    app.on_partitions_revoked.connect(on_revoked)
+    app.on_partitions_assigned.connect(on_assigned)
+    app.on_before_shutdown.connect(on_shutdown)
+
+
+def _task(event: Any) -> Task:
+    msg = event.message
+    raw = msg.headers or ()
+    pairs = raw.items() if isinstance(raw, Mapping) else raw  # aiokafka: (name, value) pairs
+    header_list = [(k, v) for k, v in pairs if v is not None]
+    return Task(
+        tp=(msg.topic, msg.partition),
+        offset=msg.offset,
+        key=msg.key,
+        value=msg.value or b"",
+        headers=dict(header_list),
+        header_list=header_list,
+        timestamp_ms=round(msg.timestamp * 1000) if msg.timestamp is not None else 0,
+    )

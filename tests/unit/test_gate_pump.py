@@ -1,0 +1,153 @@
+"""The gate's dispatch rules, driven without Kafka: records in, process() calls and acks out."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from pipeline import headers as h
+from pipeline.gate.pump import PARK_HIGH, PARK_LOW, Pump, Task
+
+
+def _task(partition: int, offset: int, priority: str | None = None) -> Task:
+    headers = {} if priority is None else {h.PRIORITY: priority.encode()}
+    return Task(("t", partition), offset, b"k", b"v", headers, list(headers.items()), 0)
+
+
+class Recorder:
+    def __init__(self, gate: asyncio.Event | None = None) -> None:
+        self.running = 0
+        self.peak = 0
+        self.started: list[tuple[int, int]] = []
+        self.acked: list[tuple[int, int]] = []
+        self.gate = gate
+
+    async def process(self, task: Task) -> None:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        self.started.append((task.tp[1], task.offset))
+        if self.gate is not None:
+            await self.gate.wait()
+        await asyncio.sleep(0.001 * (task.offset % 3))
+        self.running -= 1
+
+    def ack(self, task: Task) -> Callable[[], Awaitable[None]]:
+        async def ack() -> None:
+            self.acked.append((task.tp[1], task.offset))
+
+        return ack
+
+
+async def _drain(pump: Pump, rec: Recorder, expected: int) -> None:
+    runner = asyncio.create_task(pump.run())
+    try:
+        for _ in range(2000):
+            if len(rec.acked) >= expected:
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"only {len(rec.acked)} of {expected} acked")
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
+async def test_in_flight_never_exceeds_the_limit_and_acks_follow_offset_order() -> None:
+    rec = Recorder()
+    pump = Pump("delivery", "s", rec.process, max_in_flight=3, partitions=1)
+    tasks = [_task(0, i) for i in range(40)]
+    await pump.intake((t, rec.ack(t)) for t in tasks)
+    await _drain(pump, rec, 40)
+    assert rec.peak == 3
+    assert rec.acked == [(0, i) for i in range(40)]
+
+
+async def test_the_limit_is_this_workers_share_of_partitions_and_further_caps() -> None:
+    pump = Pump("delivery", "s", Recorder().process, max_in_flight=100, partitions=4)
+    pump.set_owned(1)
+    assert pump.limit == 25
+    pump.concurrency = 8
+    assert pump.limit == 8
+    pump.adaptive = 3
+    assert pump.limit == 3
+    pump.set_owned(0)
+    pump.concurrency = pump.adaptive = None
+    assert pump.limit == 1  # never zero: a worker that owns nothing still drains what it holds
+
+
+async def test_ordered_runs_one_task_per_partition_in_offset_order() -> None:
+    rec = Recorder()
+    pump = Pump("delivery", "s", rec.process, max_in_flight=10, partitions=2, ordered=True)
+    tasks = [_task(p, i) for i in range(10) for p in (0, 1)]
+    await pump.intake((t, rec.ack(t)) for t in tasks)
+    await _drain(pump, rec, 20)
+    assert rec.peak <= 2
+    for p in (0, 1):
+        assert [o for part, o in rec.started if part == p] == list(range(10))
+
+
+async def test_high_priority_goes_first_and_nothing_moves_while_held() -> None:
+    rec = Recorder()
+    pump = Pump("delivery", "s", rec.process, max_in_flight=1, partitions=1)
+    pump.hold("test")
+    lows = [_task(0, i, "low") for i in range(5)]
+    highs = [_task(0, i, "high") for i in range(5, 8)]
+    await pump.intake((t, rec.ack(t)) for t in [*lows, *highs])
+    runner = asyncio.create_task(pump.run())
+    await asyncio.sleep(0.05)
+    assert rec.started == []
+    pump.release("test")
+    runner.cancel()
+    await _drain(pump, rec, 8)
+    assert [o for _, o in rec.started[:3]] == [5, 6, 7]
+    assert rec.acked == [(0, i) for i in range(8)]
+
+
+async def test_a_partition_with_too_much_parked_is_paused_then_resumed() -> None:
+    gate = asyncio.Event()
+    rec = Recorder(gate)
+    calls: list[tuple[int, bool]] = []
+
+    async def set_paused(tp: tuple[str, int], paused: bool) -> None:
+        calls.append((tp[1], paused))
+
+    pump = Pump("delivery", "s", rec.process, max_in_flight=1000, partitions=1)
+    pump.bind(set_paused)
+    tasks = [_task(0, i) for i in range(PARK_HIGH + 10)]
+    await pump.intake((t, rec.ack(t)) for t in tasks)
+    assert calls == [(0, True)]
+    gate.set()
+    await _drain(pump, rec, len(tasks))
+    assert calls == [(0, True), (0, False)]
+    assert PARK_LOW < PARK_HIGH
+
+
+async def test_revoked_partitions_are_forgotten_and_never_acked() -> None:
+    gate = asyncio.Event()
+    rec = Recorder(gate)
+    pump = Pump("delivery", "s", rec.process, max_in_flight=1, partitions=2)
+    tasks = [_task(p, i) for p in (0, 1) for i in range(3)]
+    await pump.intake((t, rec.ack(t)) for t in tasks)
+    runner = asyncio.create_task(pump.run())
+    await asyncio.sleep(0.01)
+    pump.revoke([("t", 0)])
+    gate.set()
+    runner.cancel()
+    await _drain(pump, rec, 3)
+    assert all(p == 1 for p, _ in rec.acked)
+    assert pump.parked == 0
+
+
+async def test_a_bug_in_process_crashes_the_dispatch_loop() -> None:
+    async def broken(task: Task) -> None:
+        raise RuntimeError("bug")
+
+    pump = Pump("delivery", "s", broken, max_in_flight=1, partitions=1)
+
+    async def ack() -> None:
+        return None
+
+    await pump.intake([(_task(0, 0), ack)])
+    with pytest.raises(RuntimeError, match="bug"):
+        await asyncio.wait_for(pump.run(), 5)
