@@ -1,12 +1,13 @@
-"""Layer 2, the scheduler: ``accepted`` and the delay tiers in, ``ready`` and the tiers out.
+"""Layer 2, the scheduler: ``accepted`` and the delay tiers in, ``ready`` and the tiers out
+(and, for retries carrying ``msm.target``, the subscriber queues: see :mod:`scheduler_delay`).
 
 Delayed events travel through tiered delay topics and wait in memory only for their last
 moments (:mod:`scheduler_delay`); cron ticks are fired by the one worker that owns
 ``<ns>.schedules`` (:mod:`scheduler_cron_owner`). One agent per input topic, and none of them
 ever waits for a due time: a record that is not due is parked in memory and, when far off, its
-partition paused in the Kafka client (:mod:`pipeline.worker.pause`). So faust's fetcher never blocks on
-a full stream buffer and keeps polling: a long wait cannot get the worker dropped for exceeding
-``max.poll.interval.ms``, nor hold up another topic.
+partition paused in the Kafka client (:mod:`pipeline.worker.pause`). So faust's fetcher never
+blocks on a full stream buffer and keeps polling: a long wait cannot get the worker dropped for
+exceeding ``max.poll.interval.ms``, nor hold up another topic.
 
 Parked and held records stay unacked, their offsets uncommitted, until forwarded: for as long
 as a tier. The scheduler app therefore changes some faust settings:
@@ -37,11 +38,11 @@ from pipeline.agents.base import LayerContext, raw_topic
 from pipeline.agents.scheduler_cron import CronFirer
 from pipeline.agents.scheduler_cron_owner import CronOwner, Records, read_partition
 from pipeline.agents.scheduler_delay import DelayRouter
-from pipeline.worker.pause import ClientFlow
 from pipeline.agents.scheduler_records import Incoming, Send
 from pipeline.metrics import process_metrics
 from pipeline.topology.durations import format_duration
 from pipeline.worker.fatal import fatal
+from pipeline.worker.pause import ClientFlow
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
@@ -78,6 +79,7 @@ def register(app: Any, ctx: LayerContext) -> None:
         pause=functools.partial(flow.set_paused, paused=True),
         resume=functools.partial(flow.set_paused, paused=False),
         on_ready=_observe_lateness,
+        targets=[names.sub(s) for s in ctx.topology.subscribers],  # where retries may go
     )
     _agent(app, router, names.accepted, None)
     for tier in tiers:

@@ -69,7 +69,7 @@ def state_record(
     attempt: int | None = None,
     detail: str = "",
 ) -> tuple[bytes, bytes]:
-    """(key, value) for ``<ns>.tasks``, from the task's Kafka headers (see :mod:`pipeline.headers`)."""
+    """(key, value) for ``<ns>.tasks``, from the task's headers (:mod:`pipeline.headers`)."""
     event_id = h.get_str(headers, h.EVENT_ID) or ""
     record = TaskRecord(
         event_id=event_id,

@@ -5,9 +5,9 @@ Partition counts, chosen so per-key order and parallelism hold at every hop:
 * ingress ``<ns>.in.<event>``: the event's ``partitions``;
 * shared stages (accepted, rejected, ready, delay tiers, outcomes, tasks): the largest event
   partition count, so no event is squeezed through fewer partitions than it was published on;
-* per subscriber (sub, exec, dlq, done): ``max(concurrency.max, largest partition count of its events)``,
-  so even an ordered subscriber, which runs one task per partition at a time, can reach its
-  ``concurrency.max``;
+* per subscriber (sub, exec, dlq, done): ``max(concurrency.max, largest partition count of
+  its events)``, so even an ordered subscriber, which runs one task per partition at a time,
+  can reach its ``concurrency.max``;
 * ``<ns>.schedules`` (one record per schedule, compacted): 1.
 
 Topics that carry payloads get ``max.message.bytes`` = largest ``max_bytes`` they may carry plus
