@@ -57,6 +57,9 @@ class Rejected:
     headers: Headers  # the original headers, then the msm.reject.* and msm.source.* ones
 
 
+_PRIORITIES = (b"high", b"normal", b"low")
+
+
 class _Rejection(Exception):
     def __init__(self, reason: str, message: str, field: str = "") -> None:
         super().__init__(message)
@@ -155,6 +158,12 @@ class Normalizer:
         }
         if deliver_at is not None:
             out[h.DELIVER_AT] = deliver_at
+        priority = headers.get(h.PRIORITY)
+        if priority is not None:  # the publisher's lane for this event's tasks
+            if priority not in _PRIORITIES:
+                message = f"{priority[:20]!r}, expected one of high, normal, low"
+                raise _Rejection("bad_priority", message, h.PRIORITY)
+            out[h.PRIORITY] = priority.decode()
         passthrough = [
             (k, v) for k, v in headers.items() if not k.startswith("msm.") and k != h.CONTENT_TYPE
         ]

@@ -86,6 +86,24 @@ def test_delay_header_becomes_deliver_at(normalizer: Normalizer) -> None:
     assert dict(out.headers)[h.DELIVER_AT] == str(NOW + 30_000).encode()
 
 
+def test_a_publishers_priority_is_kept_and_other_msm_headers_are_not(
+    normalizer: Normalizer,
+) -> None:
+    given = [(h.PRIORITY, b"high"), (h.TARGET, b"msm.sub.thumbnailer"), (h.ATTEMPT, b"9")]
+    out = _accept(normalizer.normalize(TOPIC, None, json.dumps(V1).encode(), given, 0, 0))
+    found = dict(out.headers)
+    assert found[h.PRIORITY] == b"high"
+    assert h.TARGET not in found  # a publisher cannot route past fan-out
+    assert h.ATTEMPT not in found
+
+
+def test_an_unknown_priority_is_rejected_naming_the_header(normalizer: Normalizer) -> None:
+    given = [(h.PRIORITY, b"urgent")]
+    out = _reject(normalizer.normalize(TOPIC, None, json.dumps(V1).encode(), given, 0, 0))
+    assert dict(out.headers)[h.REJECT_REASON] == b"bad_priority"
+    assert dict(out.headers)[h.REJECT_FIELD] == h.PRIORITY.encode()
+
+
 @pytest.mark.parametrize(
     ("value", "extra", "reason", "field"),
     [
