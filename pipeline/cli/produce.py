@@ -106,6 +106,11 @@ def renew(event: OutgoingEvent) -> OutgoingEvent:
     "--at", "at", callback=_parse_at, help="Deliver at this ISO 8601 time (UTC if naive)."
 )
 @click.option(
+    "--priority",
+    type=click.Choice(["high", "normal", "low"]),
+    help="Lane of this event's tasks (default: each subscriber's priority).",
+)
+@click.option(
     "--count",
     default=1,
     show_default=True,
@@ -120,6 +125,7 @@ def produce(
     key: str | None,
     delay: timedelta | None,
     at: datetime | None,
+    priority: str | None,
     count: int,
 ) -> None:
     """Publish EVENT payloads: a JSON object, @FILE.jsonl (one object per line) or - (stdin).
@@ -132,13 +138,14 @@ def produce(
     topology = load_topology(ctx.obj["topology_path"])
     started = time.monotonic()
     sent = 0
+    extra = {h.PRIORITY: priority} if priority else None
     with Publisher(topology) as publisher:
         topic = publisher.encoder.codec(event).topic  # unknown event: fail before reading input
         batch: list[OutgoingEvent] = []
         for where, payload in _payloads(source):
             try:
                 encoded = publisher.encoder.encode(
-                    event, payload, key=key, delay=delay, deliver_at=at
+                    event, payload, key=key, delay=delay, deliver_at=at, headers=extra
                 )
             except RecordError as exc:
                 raise ProduceInputError(f"{where}: {exc}") from None

@@ -202,7 +202,8 @@ def build_headers(
     traceparent: str | None,
     extra: Mapping[str, HeaderValue],
 ) -> list[tuple[str, str | bytes | None]]:
-    """MSM's ingress headers first, then the caller's own (which may not use ``msm.*``)."""
+    """MSM's ingress headers first, then the caller's own (which may not use ``msm.*``, except
+    ``msm.priority``: the lane, high, normal or low, of the event's tasks)."""
     out: list[tuple[str, str | bytes | None]] = [
         (h.EVENT_ID, event_id.encode()),
         (h.EVENT_TYPE, event_type.encode()),
@@ -214,6 +215,12 @@ def build_headers(
     if traceparent is not None:
         out.append((h.TRACEPARENT, traceparent.encode()))
     for name, value in extra.items():
+        if name == h.PRIORITY:
+            lane = value.decode() if isinstance(value, bytes) else value
+            if lane not in ("high", "normal", "low"):
+                raise PublishArgumentError(f"{h.PRIORITY} {lane!r}: expected high, normal or low")
+            out.append((name, lane.encode()))
+            continue
         clash = name.startswith(_RESERVED_PREFIX) or name == h.CONTENT_TYPE
         if clash or (name == h.TRACEPARENT and traceparent is not None):
             raise PublishArgumentError(f"header {name!r} is set by MSM and cannot be given")

@@ -143,3 +143,10 @@ def test_producer_config_is_durable_and_takes_topology_extras(tmp_path: Path) ->
     )
     assert producer_config(extra)["linger.ms"] == "20"
     assert producer_config(extra, {"linger.ms": 0})["linger.ms"] == 0
+
+
+def test_a_priority_header_is_the_one_msm_header_a_publisher_sets(encoder: EventEncoder) -> None:
+    event = encoder.encode("file.uploaded", file_uploaded(), headers={h.PRIORITY: "low"})
+    assert (h.PRIORITY, b"low") in event.headers
+    with pytest.raises(PublishArgumentError, match="expected high, normal or low"):
+        encoder.encode("file.uploaded", file_uploaded(), headers={h.PRIORITY: "urgent"})
