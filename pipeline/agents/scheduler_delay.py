@@ -11,6 +11,11 @@ without a broker; :mod:`pipeline.agents.scheduler` wires it to faust.
   only what was already fetched is read ahead, never the backlog: memory does not grow with
   the number of pending events. The partition resumes PREFETCH_MS before its last parked
   record falls due.
+* A record carrying :data:`~pipeline.headers.TARGET` (a retry, written by delivery) travels the
+  tiers like any other, target kept, and when due goes to that topic (a subscriber's queue,
+  partition by key) instead of ready, without the target and tiered_at headers. Only
+  ``<ns>.sub.<subscriber>`` topics of the topology are targets: any other value is dropped (and
+  logged once) and the record is treated as a plain event.
 * Offsets are acked to faust strictly in order per partition, once everything below them is
   forwarded and the produce acknowledged (:class:`~pipeline.agents.scheduling.CommitTracker`).
   Faust's own commit logic must never see an unacked gap: ``Consumer._new_offset`` skips its
@@ -27,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -50,6 +55,7 @@ log = logging.getLogger(__name__)
 
 HOLD_WINDOW_MS = 1000
 PREFETCH_MS = 1000
+_MAX_REFUSED_LOGGED = 100  # distinct unknown targets warned about, each once
 
 
 @dataclass(eq=False)
@@ -70,6 +76,7 @@ class _Held:
     value: bytes
     headers: h.HeaderList
     deliver_at: int | None
+    target: str | None = None  # the topic to forward to when due, instead of ready
     parked: bool = False
 
 
@@ -86,12 +93,15 @@ class DelayRouter:
         pause: Callable[[TP], Awaitable[None]],
         resume: Callable[[TP], Awaitable[None]],
         on_ready: Callable[[int], None] | None = None,
+        targets: Collection[str] = (),
         hold_window_ms: int = HOLD_WINDOW_MS,
         prefetch_ms: int = PREFETCH_MS,
     ) -> None:
         self._tiers = tiers_ms(tiers)
         self._tier_topics = {t: names.delay(timedelta(milliseconds=t)) for t in self._tiers}
         self._ready = names.ready
+        self._targets = frozenset(targets)
+        self._refused: set[str] = set()
         self._send = send
         self._clock = clock_ms
         self._pause, self._resume = pause, resume
@@ -116,7 +126,8 @@ class DelayRouter:
             lane.acks.append((rec.offset, rec.ack))
             named = h.to_dict(rec.headers)
             deliver_at = h.get_int(named, h.DELIVER_AT)
-            held = _Held(lane, rec.offset, rec.key, rec.value, rec.headers, deliver_at)
+            target, headers = self._target(named, rec.headers)
+            held = _Held(lane, rec.offset, rec.key, rec.value, headers, deliver_at, target)
             if tier_ms is not None:
                 enqueued = max(rec.timestamp_ms, h.get_int(named, TIERED_AT) or 0)
                 due = due_ms(enqueued, tier_ms, held.deliver_at)
@@ -211,8 +222,12 @@ class DelayRouter:
         at, part = held.deliver_at, held.lane.tp[1]  # same partition, every hop
         where = READY if at is None else route(at, now, self._tiers, self._hold_ms)
         if isinstance(where, Ready):
-            ready = await self._send(self._ready, held.key, held.value, _untiered(held), part)
-            sends.append(ready)
+            if held.target is None:
+                out = await self._send(self._ready, held.key, held.value, _untiered(held), part)
+            else:  # a retry: to its subscriber's queue, partitioned by key like the first try
+                headers = [(k, v) for k, v in _untiered(held) if k != h.TARGET]
+                out = await self._send(held.target, held.key, held.value, headers, None)
+            sends.append(out)
             if at is not None:
                 self._on_ready(now - at)
         elif isinstance(where, Hold):
@@ -225,6 +240,23 @@ class DelayRouter:
             topic = self._tier_topics[where.tier_ms]
             sends.append(await self._send(topic, held.key, held.value, headers, part))
         done.append(held)
+
+    def _target(
+        self, named: dict[str, bytes], headers: h.HeaderList
+    ) -> tuple[str | None, h.HeaderList]:
+        """The record's target and headers; an unknown target is dropped from both."""
+        target = h.get_str(named, h.TARGET)
+        if target is None or target in self._targets:
+            return target, headers
+        if target not in self._refused and len(self._refused) < _MAX_REFUSED_LOGGED:
+            self._refused.add(target)
+            log.warning(
+                "scheduler: %s is not a subscriber queue of this topology: target dropped, "
+                "forwarded as a plain event (event %s)",
+                target,
+                h.get_str(named, h.EVENT_ID),
+            )
+        return None, [(k, v) for k, v in headers if k != h.TARGET]
 
     async def _finish(self, sends: list[Awaitable[object]], done: list[_Held]) -> None:
         """Wait for the produces, then ack every offset below each lane's commit position."""

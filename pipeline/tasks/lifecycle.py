@@ -33,7 +33,7 @@ def lifecycle(records: Sequence[TaskRecord]) -> list[Step]:
         steps.append(Step(TaskState.ACCEPTED.value, published))
     deliver = first.deliver_at_ms
     if deliver is not None and (published is None or deliver > published):
-        steps.append(Step(TaskState.SCHEDULED.value, deliver, detail="deliver at"))
+        steps.append(Step(TaskState.SCHEDULED.value, deliver))
     for r in records:
         steps.append(Step(r.state.value, r.at_ms, r.attempt, r.detail))
     return steps

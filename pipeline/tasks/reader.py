@@ -124,4 +124,3 @@ def _read(
 
 def _value(value: object) -> bytes:
     return value if isinstance(value, bytes) else str(value).encode()
-
