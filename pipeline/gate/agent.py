@@ -16,6 +16,7 @@ from pipeline.worker.pause import ClientFlow
 
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
+LIVELOCK_PATIENCE_S = 24 * 3600.0
 
 
 @dataclass
@@ -34,7 +35,12 @@ def attach_pump(app: Any, topic: str, pump: Pump, name: str) -> None:
         pumps = _APPS[app] = _AppPumps(ClientFlow(app))
         _connect(app, pumps)
         # What faust takes from the client per poll is what still arrives after a pause.
-        app.conf.broker_max_poll_records = app.conf.broker_max_poll_records or BATCH_MAX
+        app.conf.broker_max_poll_records = BATCH_MAX
+        # A held subscriber (unhealthy target) or an ordered one retrying in place commits
+        # nothing for as long as that lasts: it is waiting, not stuck, for faust's livelock
+        # detector (300 s by default, then an error every 1.25 s).
+        app.conf.stream_processing_timeout = LIVELOCK_PATIENCE_S
+        app.conf.broker_commit_livelock_soft_timeout = LIVELOCK_PATIENCE_S
     pumps.pumps[topic] = pump
     flow = pumps.flow
 

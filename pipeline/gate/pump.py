@@ -125,10 +125,14 @@ class Pump:
 
     # -- limits ---------------------------------------------------------------------------
 
+    def share(self, value: int) -> int:
+        """This worker's part of a subscriber-wide count: its share of the partitions, >= 1."""
+        return max(1, value * self._owned // self.partitions)
+
     @property
     def limit(self) -> int:
         """In-flight tasks this worker may have: its share of ``max_in_flight``, further capped."""
-        share = max(1, self.max_in_flight * self._owned // self.partitions)
+        share = self.share(self.max_in_flight)
         for cap in (self.concurrency, self.adaptive):
             if cap is not None:
                 share = min(share, max(1, cap))
@@ -139,16 +143,17 @@ class Pump:
         return bool(self._holds)
 
     def hold(self, reason: str) -> None:
+        """Dispatch nothing new until released; the caller logs why (it knows the target)."""
         if reason not in self._holds:
             self._holds.add(reason)
             self._m_held.set(1)
-            log.warning("%s %s: deliveries held: %s", self.layer, self.subscriber, reason)
+            log.debug("%s %s: held: %s", self.layer, self.subscriber, reason)
 
     def release(self, reason: str) -> None:
         if reason in self._holds:
             self._holds.discard(reason)
             self._m_held.set(1 if self._holds else 0)
-            log.info("%s %s: hold released: %s", self.layer, self.subscriber, reason)
+            log.debug("%s %s: released: %s", self.layer, self.subscriber, reason)
             self._wake.set()
 
     def backlog(self) -> int:

@@ -1,0 +1,175 @@
+"""Layer 4, delivery: each subscriber's ``<ns>.sub.<s>`` in; its target, retries and dead
+letters out.
+
+Every subscriber gets its own gate (:class:`~pipeline.gate.pump.Pump`: in-flight cap, rate
+limit, priority lanes, holds), so one whose target hangs or fails holds back only itself. Its
+tasks go to execution through ``<ns>.exec.<s>`` (``handler:``) or are pushed over HTTP
+(``endpoint:``, :mod:`delivery_endpoint`). Failed attempts, HTTP ones and the outcome records
+execution sends to ``<ns>.outcomes``, take one path (:mod:`delivery_failures`): retry through
+the scheduler's delay tiers, or the dead-letter topic. Targets are watched in the background
+(:mod:`delivery_watch`); one with no healthy instance is held, not failed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Mapping
+from datetime import timedelta
+from typing import Any
+
+from pipeline import headers as h
+from pipeline.agents.base import LayerContext, raw_topic
+from pipeline.agents.delivery_endpoint import EndpointDelivery, handler_process, read_chain
+from pipeline.agents.delivery_failures import Failed, Failures, Future
+from pipeline.agents.delivery_http import Session
+from pipeline.agents.delivery_json import PayloadJson
+from pipeline.agents.delivery_policy import Outcome
+from pipeline.agents.delivery_watch import (
+    NO_WORKER,
+    UNHEALTHY,
+    ExecutionGroup,
+    Target,
+    watch_endpoint,
+    watch_execution,
+)
+from pipeline.gate.agent import attach_pump
+from pipeline.gate.pump import Pump
+from pipeline.metrics import process_metrics
+from pipeline.topology.topics import plan_topics
+from pipeline.worker.fatal import fatal
+
+log = logging.getLogger(__name__)
+BATCH_MAX = 500
+BATCH_WITHIN_S = 0.01
+
+
+def register(app: Any, ctx: LayerContext) -> None:
+    topology, names = ctx.topology, ctx.names
+    metrics = process_metrics()
+    partitions = {p.name: p.partitions for p in plan_topics(topology)}
+
+    async def send(
+        topic: str, key: bytes | None, value: bytes, headers: h.HeaderList, partition: int | None
+    ) -> Future:
+        # The producer directly: raw bytes, no per-send Topic/codec overhead (see frontend).
+        future: Future = await app.producer.send(topic, key, value, partition, None, headers)
+        return future
+
+    failures = Failures(names, send, metrics, clock_ms=ctx.clock_ms)
+    session = Session()
+    payloads: PayloadJson | None = None
+    pumps: list[Pump] = []
+    workers: dict[str, Target] = {}  # handler subscribers' targets, by exec topic
+    for name in sorted(topology.subscribers):
+        spec = topology.subscribers[name]
+        topic = names.sub(name)
+        endpoint: EndpointDelivery | None = None
+        if spec.handler is not None:
+            process = handler_process(spec, names.execution(name), send, failures, ctx.clock_ms)
+        else:
+            payloads = payloads or PayloadJson(topology)
+            endpoint = EndpointDelivery(spec, failures, payloads, session, metrics, ctx.clock_ms)
+            process = endpoint.process
+        pump = Pump(
+            "delivery",
+            name,
+            process,
+            max_in_flight=spec.max_in_flight,
+            partitions=partitions[topic],
+            rate=spec.rate_limit,
+            ordered=spec.ordered,
+            default_lane=spec.priority,
+        )
+        if endpoint is not None:
+            endpoint.pump = pump
+        attach_pump(app, topic, pump, f"msm.delivery.{name}")
+        pumps.append(pump)
+        if spec.handler is not None:
+            workers[names.execution(name)] = Target(name, pump, NO_WORKER, metrics)
+        elif spec.health_check is not None:
+            target = Target(name, pump, UNHEALTHY, metrics)
+            _watch_endpoint(app, target, str(spec.health_check), session)
+
+    if workers:
+        group = ExecutionGroup(topology.kafka, f"{topology.namespace}.execution")
+
+        async def heartbeat(_app: Any) -> None:
+            await watch_execution(group, workers)
+
+        app.task(fatal(app, "delivery execution health")(heartbeat))
+    _outcomes_agent(app, ctx, failures)
+
+    async def on_shutdown(_sender: Any, **_: Any) -> None:
+        for pump in pumps:  # in-flight pushes end (cancelled) before the session closes
+            await pump.stop()
+        await session.close()
+
+    app.on_before_shutdown.connect(on_shutdown)
+    log.info("delivery: %d subscriber(s): %s", len(pumps), ", ".join(sorted(topology.subscribers)))
+
+
+def _watch_endpoint(app: Any, target: Target, url: str, session: Session) -> None:
+    async def health(_app: Any) -> None:
+        await watch_endpoint(target, url, session)
+
+    app.task(fatal(app, f"delivery {target.subscriber} health")(health))
+
+
+def _outcomes_agent(app: Any, ctx: LayerContext, failures: Failures) -> None:
+    """Execution's failed attempts: retried or dead-lettered like failed HTTP pushes."""
+    subscribers = ctx.topology.subscribers
+
+    async def outcomes(stream: Any) -> None:
+        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+            pending: list[Awaitable[object]] = []
+            for event in events:
+                msg = event.message
+                headers = _header_list(msg.headers)
+                values = h.to_dict(headers)
+                name = h.get_str(values, h.SUBSCRIBER) or ""
+                spec = subscribers.get(name)
+                if spec is None:
+                    log.warning(
+                        "outcome %s[%d]@%d for unknown subscriber %r ignored",
+                        msg.topic,
+                        msg.partition,
+                        msg.offset,
+                        name,
+                    )
+                    continue
+                failed = Failed(
+                    msg.key,
+                    msg.value or b"",
+                    headers,
+                    h.get_int(values, h.ATTEMPT) or 1,
+                    read_chain(headers, name),
+                )
+                pending += await failures.handle(
+                    spec, failed, _outcome(values, name), _retry_after(values)
+                )
+            await asyncio.gather(*pending)  # retries and dead letters on Kafka ...
+            for event in events:
+                await stream.ack(event)  # ... before the outcomes are committed
+
+    topic = raw_topic(app, ctx.names.outcomes)
+    app.agent(topic, name="msm.delivery.outcomes")(fatal(app, "delivery outcomes")(outcomes))
+
+
+def _header_list(raw: Any) -> h.HeaderList:
+    pairs = raw.items() if isinstance(raw, Mapping) else raw or ()
+    return [(k, v) for k, v in pairs if v is not None]
+
+
+def _outcome(headers: Mapping[str, bytes], subscriber: str) -> Outcome:
+    value = h.get_str(headers, h.OUTCOME)
+    try:
+        return Outcome(value or "")
+    except ValueError:
+        log.warning("outcome for %s: %s=%r read as retriable", subscriber, h.OUTCOME, value)
+        return Outcome.RETRIABLE
+
+
+def _retry_after(headers: Mapping[str, bytes]) -> timedelta | None:
+    ms = h.get_int(headers, h.RETRY_AFTER_MS)
+    return None if ms is None or ms < 0 else timedelta(milliseconds=ms)
