@@ -14,7 +14,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# Broker, topics, a few example events (one delayed), then every layer in the foreground: Ctrl-C stops.
+# Broker, topics, a few example events (one delayed), the example HTTP endpoint of the
+# search-indexer subscriber in the background, then every layer in the foreground: Ctrl-C stops
+# both (the trap stops the endpoint however the worker ends).
 run: venv
 	$(BIN)/msm broker start
 	$(BIN)/msm topology apply
@@ -23,6 +25,8 @@ run: venv
 	$(BIN)/msm produce user.deleted '{"user_id": "u-2", "deleted_at": "2025-01-02T03:05:00Z", "reason": "USER_REQUEST"}'
 	$(BIN)/msm produce payment.captured '{"payment_id": "p-1", "order_id": "o-1", "amount_cents": 1999, "currency": "EUR", "customer_email": "ada@example.com"}'
 	$(BIN)/msm produce maintenance.cleanup '{"scope": "temp", "older_than_days": 7}'
+	$(BIN)/python -m examples.endpoint --port 8081 & endpoint=$$!; \
+	trap 'kill $$endpoint 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/msm worker
 
 test: venv

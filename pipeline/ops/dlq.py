@@ -12,25 +12,29 @@ from __future__ import annotations
 import difflib
 import heapq
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import islice
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, Message
 
 from pipeline import headers as h
 from pipeline.agents.delivery_policy import DeliveryPolicyError, ErrorChain, ErrorEntry
-from pipeline.errors import KafkaUnavailableError, MSMError
+from pipeline.ops.dlq_read import (
+    Range,
+    header_pairs,
+    open_reader,
+    read_ranges,
+    redrive_marks,
+    scan,
+)
 from pipeline.ops.errors import OpsError
 from pipeline.tasks import split_task_id
 from pipeline.topology import Topology, parse_duration
 from pipeline.topology.topics import TopicNames
 
 _REF = re.compile(r"(?:(?P<topic>.+):)?(?P<partition>\d+):(?P<offset>\d+)")
-_BATCH = 500
 
 
 class UnknownSubscriberError(OpsError):
@@ -85,23 +89,6 @@ class DeadLetter:
         return self.errors.errors[-1] if self.errors and self.errors.errors else None
 
 
-@dataclass(frozen=True)
-class Range:
-    """Offsets ``[start, end)`` of one partition to read."""
-
-    partition: int
-    start: int
-    end: int
-
-    @property
-    def size(self) -> int:
-        return max(0, self.end - self.start)
-
-
-def redrive_group(topology: Topology, subscriber: str) -> str:
-    return f"{topology.namespace}.redrive.{subscriber}"
-
-
 def dlq_topic(topology: Topology, subscriber: str) -> str:
     """The subscriber's dead-letter topic; an unknown name fails with the closest known ones."""
     if subscriber not in topology.subscribers:
@@ -133,8 +120,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 
 def dead_letter(m: Message, redriven: bool = False) -> DeadLetter:
     """A consumed dead-letter record; odd or missing headers read as empty, never raise."""
-    pairs = m.headers() or []
-    headers = tuple((k, v.encode() if isinstance(v, str) else v or b"") for k, v in pairs)
+    headers = header_pairs(m)
     named = h.to_dict(headers)
     errors: ErrorChain | None = None
     problem: str | None = None
@@ -161,121 +147,6 @@ def dead_letter(m: Message, redriven: bool = False) -> DeadLetter:
         payload=m.value() or b"",
         redriven=redriven,
     )
-
-
-@contextmanager
-def open_reader(topology: Topology, subscriber: str) -> Iterator[Consumer]:
-    """A consumer that only assigns; its group id is the redrive group, whose marks it reads."""
-    config: dict[str, object] = {
-        "log_level": 0,
-        **topology.kafka.client,
-        "bootstrap.servers": topology.kafka.bootstrap_servers,
-        "group.id": redrive_group(topology, subscriber),
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    }
-    consumer = Consumer(config)
-    try:
-        yield consumer
-    finally:
-        consumer.close()
-
-
-def kafka_error(what: str, exc: KafkaException) -> MSMError:
-    """A librdkafka failure as an MSM error: retriable ones as Kafka being unavailable."""
-    error = exc.args[0] if exc.args else None
-    if isinstance(error, KafkaError) and error.retriable():
-        return KafkaUnavailableError(f"{what}: Kafka is unavailable ({error.str()})")
-    return OpsError(f"{what}: {error.str() if isinstance(error, KafkaError) else exc}")
-
-
-def partitions(consumer: Consumer, topic: str, timeout_s: float) -> list[int]:
-    try:
-        meta = consumer.list_topics(topic, timeout=timeout_s).topics.get(topic)
-    except KafkaException as exc:
-        raise kafka_error(f"reading metadata of {topic}", exc) from None
-    if meta is None or meta.error is not None or not meta.partitions:
-        raise OpsError(f"dead-letter topic {topic} does not exist (run `msm topology apply`)")
-    return sorted(meta.partitions)
-
-
-def read_ranges(
-    consumer: Consumer, topic: str, since: datetime | None, timeout_s: float
-) -> list[Range]:
-    """Per partition: from the first record at or after ``since`` (else the log start) to the
-    current end."""
-    found = partitions(consumer, topic, timeout_s)
-    try:
-        marks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
-            for p in found
-        }
-        starts = {p: low for p, (low, _) in marks.items()}
-        if since is not None:
-            ms = int(since.timestamp() * 1000)
-            asked = [TopicPartition(topic, p, ms) for p in found]
-            for tp in consumer.offsets_for_times(asked, timeout=timeout_s):
-                # -1: no record at or after that time in this partition.
-                starts[tp.partition] = tp.offset if tp.offset >= 0 else marks[tp.partition][1]
-    except KafkaException as exc:
-        raise kafka_error(f"reading offsets of {topic}", exc) from None
-    return [Range(p, max(starts[p], marks[p][0]), marks[p][1]) for p in found]
-
-
-def redrive_marks(consumer: Consumer, topic: str, parts: Sequence[int], timeout_s: float) -> dict[int, int]:
-    """Partition -> the redrive group's committed offset: below it, dead letters were redriven."""
-    try:
-        found = consumer.committed([TopicPartition(topic, p) for p in parts], timeout=timeout_s)
-    except KafkaException as exc:
-        raise kafka_error(f"reading the redrive marks of {topic}", exc) from None
-    return {tp.partition: tp.offset for tp in found if tp.offset >= 0 and tp.error is None}
-
-
-def scan(
-    consumer: Consumer,
-    topic: str,
-    ranges: Sequence[Range],
-    timeout_s: float,
-    per_partition: int | None = None,
-) -> Iterator[Message]:
-    """The records of ``ranges`` in each partition's offset order (partitions interleaved);
-    a partition stops after ``per_partition`` records. Raises if Kafka stays silent."""
-    active = {r.partition: r for r in ranges if r.size}
-    if not active:
-        return
-    counts = dict.fromkeys(active, 0)
-    consumer.assign([TopicPartition(topic, p, r.start) for p, r in active.items()])
-    quiet_since = time.monotonic()
-    try:
-        while active:
-            batch = consumer.consume(num_messages=_BATCH, timeout=0.2)
-            if batch:
-                quiet_since = time.monotonic()
-            elif time.monotonic() - quiet_since > timeout_s:
-                raise KafkaUnavailableError(f"no records from {topic} for {timeout_s:g}s")
-            for m in batch:
-                p = m.partition() or 0
-                r = active.get(p)
-                error = m.error()
-                if r is None:
-                    continue
-                if error is not None:
-                    if error.code() != KafkaError._PARTITION_EOF:
-                        raise kafka_error(f"reading {topic}", KafkaException(error))
-                    del active[p]
-                    continue
-                offset = m.offset() or 0
-                if offset >= r.end:
-                    del active[p]
-                    continue
-                yield m
-                counts[p] += 1
-                if offset >= r.end - 1 or (per_partition is not None and counts[p] >= per_partition):
-                    del active[p]
-    finally:
-        consumer.unassign()
 
 
 def select(
@@ -342,7 +213,7 @@ def find_dead_letters(
             found = [
                 dead_letter(m, (m.offset() or 0) < marks.get(m.partition() or 0, -1))
                 for m in scan(consumer, topic, ranges, timeout_s)
-                if h.to_dict(m.headers()).get(h.EVENT_ID) == wanted
+                if h.to_dict(header_pairs(m)).get(h.EVENT_ID) == wanted
             ]
     if not found:
         raise DeadLetterNotFoundError(f"no dead letter {ref!r} in {topic}")
