@@ -184,7 +184,14 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
         (names.tasks, shared, "flow", "", keep(DEFAULT_RETENTION), "task state changes by event id")
     )
     rows.append(
-        (names.outcomes, shared, "delivery", "", keep(DEFAULT_RETENTION), "failed attempts")
+        (
+            names.outcomes,
+            shared,
+            "delivery",
+            "",
+            keep(DEFAULT_RETENTION, largest),
+            "failed attempts, with their payload",
+        )
     )
     subscribers = [topology.subscribers[name] for name in sorted(topology.subscribers)]
     per_sub = {s.name: _subscriber_topics(topology, s.name) for s in subscribers}

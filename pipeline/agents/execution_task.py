@@ -1,0 +1,267 @@
+"""One subscriber's task processing: dedup, run the handler, record the result.
+
+:meth:`Executor.process` is the gate's ``process``: it never raises for a task's failure (a
+raise would crash the worker). Every record it writes is acknowledged before it returns, so
+the gate acks the task's offset only once its result is on Kafka:
+
+* done before: ``skipped`` state (see :mod:`execution_dedup`);
+* success: the done record, then ``succeeded`` state;
+* failure: an outcome record for delivery, which retries or dead-letters the task. An ordered
+  subscriber retries in place instead (``retrying`` state, sleep the back-off, run again), so
+  later tasks of its partition wait, and sends the outcome only when the policy gives up, with
+  ``msm.attempt`` = the last attempt so delivery dead-letters it. If its partition is revoked
+  meanwhile, it stops retrying: the partition's new owner has the task again.
+
+Two copies of one task in this worker (a redelivery while the first still runs) do not run
+side by side: the second waits for the first and then checks the done set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from pipeline import headers as h
+from pipeline.agents.delivery_policy import ErrorChain, ErrorEntry, Outcome, RetryPolicy
+from pipeline.agents.execution_canary import Canary, Version
+from pipeline.agents.execution_dedup import DoneSet
+from pipeline.agents.execution_handlers import Handler, HandlerTimeout, Runner
+from pipeline.agents.execution_records import (
+    done_value,
+    error_chain,
+    outcome_headers,
+    task_meta,
+)
+from pipeline.avro import wire
+from pipeline.avro.schemas import EventSchemas
+from pipeline.gate.pump import Task
+from pipeline.handler import Retry
+from pipeline.metrics import Metrics
+from pipeline.tasks import TaskState, state_record, task_id
+from pipeline.topology.subscribers import SubscriberSpec
+from pipeline.topology.topics import TopicNames
+
+__all__ = ["Executor", "Send"]
+
+log = logging.getLogger(__name__)
+
+Send = Callable[[str, bytes | None, bytes, h.HeaderList, int | None], Awaitable[Awaitable[object]]]
+
+
+@dataclass(frozen=True)
+class _Failure:
+    outcome: Outcome
+    entry: ErrorEntry
+    retry_after: timedelta | None
+    result: str  # metric label: failed or timeout
+
+
+class Executor:
+    """Runs the tasks of one handler subscriber; see the module docstring."""
+
+    def __init__(
+        self,
+        spec: SubscriberSpec,
+        names: TopicNames,
+        schemas: Mapping[str, EventSchemas],
+        handlers: Mapping[Version, Handler],
+        runner: Runner,
+        done: DoneSet,
+        ensure_loaded: Callable[[int], Awaitable[None]],
+        send: Send,
+        metrics: Metrics,
+        *,
+        canary: Canary | None = None,
+        generation: Callable[[int], int] = lambda _partition: 0,
+        clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.spec, self.names, self.schemas = spec, names, schemas
+        self.handlers, self.runner, self.done = handlers, runner, done
+        self.canary = canary if "canary" in handlers else None
+        self.policy = RetryPolicy.for_subscriber(spec)
+        self._ensure_loaded, self._send, self._m = ensure_loaded, send, metrics
+        self._generation = generation
+        self._clock, self._sleep = clock_ms, sleep
+        self._rng = rng or random.Random()  # noqa: S311 - back-off jitter, not security
+        self._running: dict[str, asyncio.Future[None]] = {}
+
+    async def process(self, task: Task) -> None:
+        name = self.spec.name
+        tid = task_id(h.get_str(task.headers, h.EVENT_ID) or "", name)
+        partition = task.tp[1]
+        await self._ensure_loaded(partition)
+        while (running := self._running.get(tid)) is not None:
+            await asyncio.shield(running)
+        if self.done.finished_at(partition, tid, self._clock()) is not None:
+            self._m.execution_skipped.labels(name).inc()
+            log.info("execution %s: %s already done, skipped", name, tid)
+            await self._state(task.headers, TaskState.SKIPPED)
+            return
+        mine = asyncio.get_running_loop().create_future()
+        self._running[tid] = mine
+        try:
+            await self._execute(task, tid)
+        finally:
+            del self._running[tid]
+            mine.set_result(None)
+
+    async def _execute(self, task: Task, tid: str) -> None:
+        attempt = h.get_int(task.headers, h.ATTEMPT) or 1
+        chain = error_chain(task.headers)
+        generation = self._generation(task.tp[1])
+        pending = [await self._state_send(task.headers, TaskState.RUNNING, attempt)]
+        try:
+            payload = self._decode(task)
+        except wire.WireError as exc:  # the bytes will not change: no attempt can succeed
+            entry = ErrorEntry.from_exception(exc, attempt, self._now())
+            bad = _Failure(Outcome.NON_RETRIABLE, entry, None, "failed")
+            pending.append(await self._outcome(task, attempt, bad, chain.add(entry), None))
+            await asyncio.gather(*pending)
+            return
+        while True:
+            version = self.canary.choose(tid) if self.canary is not None else "stable"
+            failure = await self._run(version, payload, task.headers, attempt)
+            if failure is None:
+                pending += await self._succeeded(task, tid, attempt)
+                await asyncio.gather(*pending)
+                return
+            chain = chain.add(failure.entry)
+            delay = self._in_place_delay(attempt, failure)
+            if delay is None:
+                pending.append(await self._outcome(task, attempt, failure, chain, version))
+                await asyncio.gather(*pending)
+                return
+            at = datetime.fromtimestamp(self._clock() / 1000, UTC) + delay
+            detail = f"{failure.entry.error_type}: {failure.entry.message}; next {at.isoformat()}"
+            pending.append(
+                await self._state_send(task.headers, TaskState.RETRYING, attempt, detail)
+            )
+            await asyncio.gather(*pending)
+            await self._sleep(delay.total_seconds())
+            if self._generation(task.tp[1]) != generation:  # its new owner runs it from here
+                log.info("execution %s: %s revoked while retrying in place", self.spec.name, tid)
+                return
+            attempt += 1
+            pending = [await self._state_send(task.headers, TaskState.RUNNING, attempt)]
+
+    def _in_place_delay(self, attempt: int, failure: _Failure) -> timedelta | None:
+        """Ordered subscribers: the back-off before retrying here; None to send the outcome."""
+        if not self.spec.ordered or failure.outcome is not Outcome.RETRIABLE:
+            return None
+        return self.policy.next_delay(attempt, self._rng, failure.retry_after)
+
+    def _decode(self, task: Task) -> dict[str, object]:
+        event_type = h.get_str(task.headers, h.EVENT_TYPE) or ""
+        schemas = self.schemas.get(event_type)
+        if schemas is None:
+            raise wire.UndecodableError(f"no schema for event type {event_type!r}")
+        value = wire.decode(task.value, schemas)
+        if not isinstance(value, dict):
+            raise wire.UndecodableError(f"{event_type} payload is a {type(value).__name__}")
+        return value
+
+    async def _run(
+        self, version: Version, payload: dict[str, object], headers: Mapping[str, bytes], n: int
+    ) -> _Failure | None:
+        """Run the handler once; None if it succeeded."""
+        name = self.spec.name
+        meta = task_meta(headers, name, n)
+        started = time.perf_counter()
+        failure: _Failure | None = None
+        try:
+            await self.runner.run(self.handlers[version], payload, meta)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            failure = self._classify(exc, n)
+        self._m.execution_handler_seconds.labels(name, version).observe(
+            time.perf_counter() - started
+        )
+        result = "succeeded" if failure is None else failure.result
+        self._m.execution_results.labels(name, version, result).inc()
+        if self.canary is not None and self.canary.record(version, failure is None):
+            self._rolled_back()
+        if failure is not None:
+            log.info(
+                "execution %s: %s attempt %d failed (%s): %s",
+                name,
+                meta.task_id,
+                n,
+                failure.outcome,
+                failure.entry.message or failure.entry.error_type,
+            )
+        return failure
+
+    def _classify(self, exc: Exception, attempt: int) -> _Failure:
+        now = self._now()
+        if isinstance(exc, HandlerTimeout):
+            entry = ErrorEntry(attempt=attempt, at=now, error_type="timeout", message=str(exc))
+            return _Failure(Outcome.RETRIABLE, entry, None, "timeout")
+        entry = ErrorEntry.from_exception(exc, attempt, now)
+        retry_after = exc.delay if isinstance(exc, Retry) else None
+        return _Failure(self.policy.classify(exc), entry, retry_after, "failed")
+
+    def _rolled_back(self) -> None:
+        assert self.canary is not None
+        name = self.spec.name
+        log.warning(
+            "execution %s: canary rolled back to 0%%: error rate %.1f%% vs stable %.1f%% "
+            "(threshold %.1f points)",
+            name,
+            100 * self.canary.error_rate("canary"),
+            100 * self.canary.error_rate("stable"),
+            100 * self.canary.threshold,
+        )
+        self._m.canary_percent.labels(name).set(0)
+        self._m.canary_rollbacks.labels(name).inc()
+
+    async def _succeeded(self, task: Task, tid: str, attempt: int) -> list[Awaitable[object]]:
+        at = self._clock()
+        self.done.add(task.tp[1], tid, at)
+        done = await self._send(
+            self.names.done(self.spec.name), tid.encode(), done_value(at), [], task.tp[1]
+        )
+        state = await self._state_send(task.headers, TaskState.SUCCEEDED, attempt)
+        published = h.get_int(task.headers, h.PUBLISHED_AT)
+        if published is not None:
+            self._m.end_to_end_seconds.labels(self.spec.name).observe(max(0, at - published) / 1000)
+        return [done, state]
+
+    async def _outcome(
+        self,
+        task: Task,
+        attempt: int,
+        failure: _Failure,
+        chain: ErrorChain,
+        version: Version | None,
+    ) -> Awaitable[object]:
+        headers = outcome_headers(
+            task.header_list,
+            attempt=attempt,
+            outcome=failure.outcome,
+            chain=chain,
+            retry_after=failure.retry_after,
+            version=version,
+        )
+        return await self._send(self.names.outcomes, task.key, task.value, headers, None)
+
+    async def _state_send(
+        self, headers: Mapping[str, bytes], state: TaskState, attempt: int | None, detail: str = ""
+    ) -> Awaitable[object]:
+        key, value = state_record(
+            headers, self.spec.name, state, self._clock(), attempt=attempt, detail=detail
+        )
+        return await self._send(self.names.tasks, key, value, [], None)
+
+    async def _state(self, headers: Mapping[str, bytes], state: TaskState) -> None:
+        await (await self._state_send(headers, state, None))
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self._clock() / 1000, UTC)
