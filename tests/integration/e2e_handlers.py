@@ -75,7 +75,7 @@ async def reject(payload: Mapping[str, object], meta: TaskMeta) -> None:
 
 async def fail_seq_3_once(payload: Mapping[str, object], meta: TaskMeta) -> None:
     """Ordered subscriber: the event with seq 3 fails its first attempt."""
-    fails = payload.get("key", "").endswith("-3") and meta.attempt == 1  # type: ignore[union-attr]
+    fails = str(payload.get("key", "")).endswith("-3") and meta.attempt == 1
     _write(meta, payload, time.time(), ok=not fails)
     if fails:
         raise RuntimeError("seq 3 fails once")
