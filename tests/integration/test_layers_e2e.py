@@ -23,6 +23,9 @@ from confluent_kafka.admin import AdminClient
 from pipeline import headers as h
 from pipeline.agents.delivery_policy import ErrorChain
 from pipeline.client import Publisher
+from pipeline.ops.dlq_redrive import plan_redrive, redrive
+from pipeline.tasks import TaskState
+from pipeline.tasks.reader import read_task_records
 from pipeline.topology import Topology
 from pipeline.topology.topics import TopicNames, plan_topics
 from tests.worker_support import TopicReader, Worker, applied_topology
@@ -263,3 +266,40 @@ def test_an_ordered_subscriber_keeps_per_key_order_through_a_retry(pipe: Pipelin
         done = [str(r["payload"]["key"]) for r in rows if r["ok"]]
         mine = [d for d in done if d.startswith(f"ord-{tag}-{k}-")]
         assert mine == [f"ord-{tag}-{k}-{seq}" for seq in range(6)]
+
+
+def test_a_redriven_dead_letter_runs_again_from_attempt_one(pipe: Pipeline) -> None:
+    tag = _tag()
+    event_id = pipe.publisher.publish("thing.created", _thing(tag, 0, 1, "grey"))
+    _dead_letters(pipe, "exhaust", event_id)
+    plan = plan_redrive(pipe.topology, "exhaust")
+    assert plan.total >= 1
+    result = redrive(pipe.topology, plan)
+    assert result.redriven == plan.total
+    rows = pipe.wait("exhaust", lambda r: len(_ids(r, tag)) >= 4)
+    assert [r["attempt"] for r in rows if _ids([r], tag)] == [1, 2, 1, 2]
+
+
+def test_every_state_change_is_in_the_task_history_within_a_second(pipe: Pipeline) -> None:
+    tag = _tag()
+    event_id = pipe.publisher.publish("thing.created", _thing(tag, 0, 5, "red"))
+    [run] = [r for r in pipe.wait("red", lambda r: len(_ids(r, tag)) >= 1) if _ids([r], tag)]
+    while True:
+        history = read_task_records(pipe.topology.kafka, pipe.names.tasks, event_id)
+        states = {sub: [r.state for r in records] for sub, records in history.items()}
+        if states.get("red", [])[-1:] == [TaskState.SUCCEEDED]:
+            break
+        assert time.time() - run["end"] < 1.0, states
+    seen = time.time()
+    assert seen - run["end"] < 1.5  # the read itself takes a moment
+    lifecycle = [
+        TaskState.PENDING,
+        TaskState.DISPATCHED,
+        TaskState.RUNNING,
+        TaskState.SUCCEEDED,
+    ]
+    assert states["red"] == lifecycle
+    assert sorted(states) == ["all", "red", "small"]  # size 5 < 100; not green, black or grey
+    records = history["red"]
+    assert {r.event_type for r in records} == {"thing.created"}
+    assert all(r.published_at_ms is not None for r in records)
