@@ -49,6 +49,17 @@ SOURCE_OFFSET = "msm.source.offset"
 HeaderList = list[tuple[str, bytes]]
 
 
+def from_consumed(
+    raw: Mapping[str, bytes | None] | Iterable[tuple[str, bytes | None]] | None,
+) -> HeaderList:
+    """A consumed record's headers as a list: aiokafka gives (name, value) pairs, faust
+    sometimes a mapping; valueless headers are dropped."""
+    if not raw:
+        return []
+    pairs = raw.items() if isinstance(raw, Mapping) else raw
+    return [(k, v) for k, v in pairs if v is not None]
+
+
 def to_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, bytes]:
     """Kafka headers as a dict; the last value of a repeated header wins."""
     return {k: v for k, v in (headers or ()) if v is not None}

@@ -125,7 +125,7 @@ def _outcomes_agent(app: Any, ctx: LayerContext, failures: Failures) -> None:
             pending: list[Awaitable[object]] = []
             for event in events:
                 msg = event.message
-                headers = _header_list(msg.headers)
+                headers = h.from_consumed(msg.headers)
                 values = h.to_dict(headers)
                 name = h.get_str(values, h.SUBSCRIBER) or ""
                 spec = subscribers.get(name)
@@ -154,11 +154,6 @@ def _outcomes_agent(app: Any, ctx: LayerContext, failures: Failures) -> None:
 
     topic = raw_topic(app, ctx.names.outcomes)
     app.agent(topic, name="msm.delivery.outcomes")(fatal(app, "delivery outcomes")(outcomes))
-
-
-def _header_list(raw: Any) -> h.HeaderList:
-    pairs = raw.items() if isinstance(raw, Mapping) else raw or ()
-    return [(k, v) for k, v in pairs if v is not None]
 
 
 def _outcome(headers: Mapping[str, bytes], subscriber: str) -> Outcome:

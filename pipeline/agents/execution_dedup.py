@@ -23,9 +23,10 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
 from pipeline.agents.execution_records import parse_done
+from pipeline.client.reader import assigning_consumer
 from pipeline.errors import KafkaUnavailableError
 from pipeline.topology.models import KafkaSettings
 
@@ -141,16 +142,7 @@ def read_done(
     kafka: KafkaSettings, topic: str, partitions: list[int], timeout_s: float = READ_TIMEOUT_S
 ) -> Entries:
     """Every done record of these partitions of ``topic``, up to their end now (blocking)."""
-    consumer = Consumer(
-        {
-            **kafka.client,
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": "msm-done-reader",  # never joins: assign() and no commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "log_level": 0,
-        }
-    )
+    consumer = assigning_consumer(kafka, "msm-done-reader")
     try:
         out: Entries = {p: {} for p in partitions}
         start, end = {}, {}

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from typing import Any
 
 from pipeline import headers as h
@@ -43,7 +43,7 @@ def register(app: Any, ctx: LayerContext) -> None:
             now = ctx.clock_ms()
             for event in events:
                 msg = event.message
-                headers = _headers(msg.headers)
+                headers = h.from_consumed(msg.headers)
                 value = msg.value or b""
                 fanned = fanout.route(headers, value)
                 _account(fanned, headers, throttle, metrics)
@@ -82,9 +82,3 @@ def _account(fanned: Fanned, headers: h.HeaderList, throttle: Throttle, metrics:
             failure.reason,
             more,
         )
-
-
-def _headers(raw: Any) -> h.HeaderList:
-    """Consumed headers: aiokafka gives (name, value) pairs, faust sometimes a mapping."""
-    pairs = raw.items() if isinstance(raw, Mapping) else (raw or ())
-    return [(k, v) for k, v in pairs if v is not None]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
@@ -127,15 +127,13 @@ def _agent(app: Any, router: DelayRouter, topic: str, tier_ms: int | None) -> No
 def _incoming(stream: Any, event: Any) -> Incoming:
     msg = event.message
     timestamp_ms = round(msg.timestamp * 1000) if msg.timestamp is not None else 0
-    raw = msg.headers or ()
-    headers = raw.items() if isinstance(raw, Mapping) else raw  # aiokafka: (name, value) pairs
     return Incoming(
         tp=msg.tp,
         offset=msg.offset,
         timestamp_ms=timestamp_ms,
         key=msg.key,
         value=msg.value or b"",
-        headers=[(k, v) for k, v in headers if v is not None],
+        headers=h.from_consumed(msg.headers),
         ack=functools.partial(stream.ack, event),
     )
 

@@ -20,9 +20,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 
 from pipeline.agents.scheduler_cron import CronFirer
+from pipeline.client.reader import assigning_consumer
 from pipeline.errors import KafkaUnavailableError
 from pipeline.topology.models import KafkaSettings
 
@@ -34,16 +35,7 @@ Records = list[tuple[bytes | None, bytes | None]]
 
 def read_partition(kafka: KafkaSettings, topic: str, timeout_s: float = READ_TIMEOUT_S) -> Records:
     """Every ``(key, value)`` of partition 0 of ``topic``, oldest first (blocking)."""
-    consumer = Consumer(
-        {
-            **kafka.client,
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": "msm-schedules-reader",  # never joins: assign() and no commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "log_level": 0,
-        }
-    )
+    consumer = assigning_consumer(kafka, "msm-schedules-reader")
     try:
         low, high = consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=timeout_s)
         out: Records = []

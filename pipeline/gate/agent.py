@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import functools
 import weakref
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline import headers as h
 from pipeline.agents.base import raw_topic
 from pipeline.gate.pump import TP, Pump, Task
 from pipeline.worker.fatal import fatal
@@ -87,9 +87,7 @@ def _connect(app: Any, pumps: _AppPumps) -> None:
 
 def _task(event: Any) -> Task:
     msg = event.message
-    raw = msg.headers or ()
-    pairs = raw.items() if isinstance(raw, Mapping) else raw  # aiokafka: (name, value) pairs
-    header_list = [(k, v) for k, v in pairs if v is not None]
+    header_list = h.from_consumed(msg.headers)
     return Task(
         tp=(msg.topic, msg.partition),
         offset=msg.offset,

@@ -16,6 +16,7 @@ from datetime import datetime
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.client.reader import assigning_consumer
 from pipeline.errors import KafkaUnavailableError, MSMError
 from pipeline.ops.errors import OpsError
 from pipeline.topology import Topology
@@ -51,17 +52,7 @@ def header_pairs(m: Message) -> tuple[tuple[str, bytes], ...]:
 @contextmanager
 def open_reader(topology: Topology, subscriber: str) -> Iterator[Consumer]:
     """A consumer that only assigns; its group id is the redrive group, whose marks it reads."""
-    config: dict[str, object] = {
-        "log_level": 0,
-        **topology.kafka.client,
-        "bootstrap.servers": topology.kafka.bootstrap_servers,
-        "group.id": redrive_group(topology, subscriber),
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "enable.partition.eof": True,
-        "auto.offset.reset": "earliest",
-    }
-    consumer = Consumer(config)
+    consumer = assigning_consumer(topology.kafka, redrive_group(topology, subscriber))
     try:
         yield consumer
     finally:

@@ -13,6 +13,7 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from pipeline.client.reader import assigning_consumer
 from pipeline.errors import KafkaUnavailableError, MSMError
 from pipeline.tasks.records import TaskRecord, TaskRecordError, parse_record
 from pipeline.topology import KafkaSettings
@@ -63,16 +64,7 @@ def read_task_records(
 ) -> dict[str, list[TaskRecord]]:
     """Every task record of ``event_id``, grouped per subscriber (by name), oldest first."""
     key = event_id.encode()
-    consumer = Consumer(
-        {
-            **kafka.client,
-            "bootstrap.servers": kafka.bootstrap_servers,
-            "group.id": "msm-task-reader",  # never joins: assign() and no commits
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "log_level": 0,
-        }
-    )
+    consumer = assigning_consumer(kafka, "msm-task-reader")
     try:
         tp = TopicPartition(topic, partition_for(key, _partitions(consumer, topic, timeout_s)))
         low, high = consumer.get_watermark_offsets(tp, timeout=timeout_s)
