@@ -2,9 +2,10 @@
 
 One gate :class:`~pipeline.gate.pump.Pump` per subscriber (its own agent, so a subscriber that
 hangs holds back only itself) calls :class:`~pipeline.agents.execution_task.Executor.process`
-for each task, at most ``max_in_flight`` (this worker's share) and the autoscaled concurrency at
-once. Results go to ``<ns>.done.<s>`` (dedup), ``<ns>.tasks`` (state) and, for failures,
-``<ns>.outcomes`` (delivery retries or dead-letters them).
+for each task, at most ``max_in_flight`` (this worker's share), the autoscaled concurrency and
+the adaptive limit of :class:`~pipeline.agents.execution_backoff.Backoff` at once. Results go to
+``<ns>.done.<s>`` (dedup), ``<ns>.tasks`` (state) and, for failures, ``<ns>.outcomes``
+(delivery retries or dead-letters them).
 
 Handlers are imported here, at registration, so a wrong dotted path stops the worker at start.
 """
@@ -20,6 +21,7 @@ from typing import Any
 
 from pipeline import headers as h
 from pipeline.agents.base import LayerContext
+from pipeline.agents.execution_backoff import Backoff
 from pipeline.agents.execution_canary import Canary, Version
 from pipeline.agents.execution_dedup import DoneLoader, DoneSet, Entries, Read, read_done
 from pipeline.agents.execution_handlers import Handler, Runner, load_handler
@@ -94,6 +96,7 @@ def register(app: Any, ctx: LayerContext) -> None:
             ordered=spec.ordered,
             default_lane=spec.priority,
         )
+        executor.backoff = Backoff(spec.name, spec.max_in_flight, spec.concurrency.max, pump)
         attach_pump(app, topic, pump, f"msm.execution.{spec.name}")
         subs.append(_Subscriber(spec, pump, loader, done))
         metrics.execution_concurrency.labels(spec.name).set(pump.concurrency or 0)

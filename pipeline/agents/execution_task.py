@@ -14,6 +14,10 @@ the gate acks the task's offset only once its result is on Kafka:
 
 Two copies of one task in this worker (a redelivery while the first still runs) do not run
 side by side: the second waits for the first and then checks the done set.
+
+Each handler run's result also feeds :attr:`Executor.backoff` (set once the gate exists), which
+lowers the gate's limit while the handler times out or asks for retries (see
+:mod:`execution_backoff`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from pipeline import headers as h
 from pipeline.agents.delivery_policy import ErrorChain, ErrorEntry, Outcome, RetryPolicy
+from pipeline.agents.execution_backoff import Backoff, signal_for
 from pipeline.agents.execution_canary import Canary, Version
 from pipeline.agents.execution_dedup import DoneSet
 from pipeline.agents.execution_handlers import Handler, HandlerTimeout, Runner
@@ -91,6 +96,7 @@ class Executor:
         self._clock, self._sleep = clock_ms, sleep
         self._rng = rng or random.Random()  # noqa: S311 - back-off jitter, not security
         self._running: dict[str, asyncio.Future[None]] = {}
+        self.backoff: Backoff | None = None
 
     async def process(self, task: Task) -> None:
         name = self.spec.name
@@ -175,12 +181,15 @@ class Executor:
         meta = task_meta(headers, name, n)
         started = time.perf_counter()
         failure: _Failure | None = None
+        error: Exception | None = None
         try:
             await self.runner.run(self.handlers[version], payload, meta)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            failure = self._classify(exc, n)
+            error, failure = exc, self._classify(exc, n)
+        if self.backoff is not None:
+            self.backoff.record(signal_for(error))
         self._m.execution_handler_seconds.labels(name, version).observe(
             time.perf_counter() - started
         )

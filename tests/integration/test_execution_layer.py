@@ -58,6 +58,10 @@ DOCUMENT: dict[str, Any] = {
             concurrency={"min": 1, "max": 1},
             canary={"handler": H + "canary_fails", "percent": 50, "error_rate_threshold": 0.1},
         ),
+        # Pinned concurrency: what lowers the runs at once can only be the back-off.
+        "troubled": _sub(
+            "slow", timeout="1500ms", max_in_flight=8, concurrency={"min": 8, "max": 8}
+        ),
     },
 }
 
@@ -239,6 +243,32 @@ def test_a_failing_canary_is_rolled_back(layer: Layer) -> None:
     assert all(r["version"] == "stable" for r in runs[last_canary + 1 :])
     layer.worker.wait_for_log("canary rolled back to 0%", 5)
     assert layer.worker.log().count("canary rolled back") == 1
+
+
+def test_timeouts_back_off_and_successes_recover(layer: Layer) -> None:
+    # 8 runs at once time out together (limit 8 -> 4); the next 4 time out over a cooldown
+    # later (-> 2). Successes then bring the error rate down and the limit back to 8.
+    hang = [uid("t") for _ in range(12)]
+    hung = set(layer.send("troubled", hang, size=5000))
+    with layer.reader(layer.names.outcomes) as outcomes:
+        keys = {i.encode() for i in hang}
+        outcomes.wait_for(lambda rs: len(keyed(rs, keys)) == 12, "twelve timeouts")
+    layer.worker.wait_for_log("execution troubled: backing off", 5)
+    timed_out = [r for r in layer.runs("troubled") if r["task"] in hung]
+    assert max(r["running"] for r in timed_out[:8]) == 8, "the first wave ran at the full limit"
+    assert max(r["running"] for r in timed_out[8:]) <= 4, "halved after the first timeouts"
+    tasks = set(layer.send("troubled", [uid("ok") for _ in range(120)], size=100))
+    wait(lambda: tasks <= {r["task"] for r in layer.runs("troubled", "end")}, "every run", 30)
+    runs = [r for r in layer.runs("troubled") if r["task"] in tasks]
+    assert max(r["running"] for r in runs[:2]) <= 2, "the successes start backed off"
+    # Up to 4 on the first successes, then no higher until they outweigh the 12 timeouts
+    # in the error-rate window (48 of them).
+    assert max(r["running"] for r in runs[:30]) <= 4, "still backed off while errors dominate"
+    assert max(r["running"] for r in runs) == 8, "recovered to the full limit"
+    layer.worker.wait_for_log("execution troubled: recovered", 5)
+    log = layer.worker.log()
+    assert log.count("execution troubled: backing off") == 1
+    assert log.count("execution troubled: recovered") == 1
 
 
 def test_no_task_done_before_a_sigkill_runs_again_after_the_restart(
