@@ -60,6 +60,15 @@ def from_consumed(
     return [(k, v) for k, v in pairs if v is not None]
 
 
+def key_text(key: bytes) -> str | None:
+    """A Kafka key as the ``msm.key`` header: UTF-8 without control characters, else None."""
+    try:
+        text = key.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None
+
+
 def to_dict(headers: Iterable[tuple[str, bytes | None]] | None) -> dict[str, bytes]:
     """Kafka headers as a dict; the last value of a repeated header wins."""
     return {k: v for k, v in (headers or ()) if v is not None}

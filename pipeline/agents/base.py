@@ -9,10 +9,11 @@ through topics (named by :class:`~pipeline.topology.topics.TopicNames`) and the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from pipeline.headers import HeaderList
 from pipeline.topology import Topology
 from pipeline.topology.topics import TopicNames
 
@@ -40,3 +41,23 @@ class Register(Protocol):
 def raw_topic(app: Any, name: str) -> Any:
     """A topic of raw bytes: payloads travel untouched, keys are bytes."""
     return app.topic(name, value_serializer="raw", key_serializer="raw")
+
+
+Send = Callable[[str, bytes | None, bytes, HeaderList, int | None], Awaitable[Awaitable[object]]]
+"""``await send(topic, key, value, headers, partition)`` queues a record and returns the future
+of its acknowledgement, so a batch's sends are queued first and awaited together."""
+
+
+def producer_send(app: Any) -> Send:
+    """Send through the app's producer directly: raw bytes, and none of ``Topic.send``'s
+    per-record overhead (see :mod:`pipeline.agents.frontend`)."""
+
+    async def send(
+        topic: str, key: bytes | None, value: bytes, headers: HeaderList, partition: int | None
+    ) -> Awaitable[object]:
+        future: Awaitable[object] = await app.producer.send(
+            topic, key, value, partition, None, headers
+        )
+        return future
+
+    return send

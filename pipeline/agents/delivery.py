@@ -19,9 +19,9 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline import headers as h
-from pipeline.agents.base import LayerContext, raw_topic
+from pipeline.agents.base import LayerContext, producer_send, raw_topic
 from pipeline.agents.delivery_endpoint import EndpointDelivery, handler_process, read_chain
-from pipeline.agents.delivery_failures import Failed, Failures, Future
+from pipeline.agents.delivery_failures import Failed, Failures
 from pipeline.agents.delivery_http import Session
 from pipeline.agents.delivery_json import PayloadJson
 from pipeline.agents.delivery_policy import Outcome
@@ -49,13 +49,7 @@ def register(app: Any, ctx: LayerContext) -> None:
     metrics = process_metrics()
     partitions = {p.name: p.partitions for p in plan_topics(topology)}
 
-    async def send(
-        topic: str, key: bytes | None, value: bytes, headers: h.HeaderList, partition: int | None
-    ) -> Future:
-        # The producer directly: raw bytes, no per-send Topic/codec overhead (see frontend).
-        future: Future = await app.producer.send(topic, key, value, partition, None, headers)
-        return future
-
+    send = producer_send(app)
     failures = Failures(names, send, metrics, clock_ms=ctx.clock_ms)
     session = Session()
     payloads: PayloadJson | None = None

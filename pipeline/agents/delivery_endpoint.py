@@ -17,7 +17,8 @@ from typing import Protocol
 import aiohttp
 
 from pipeline import headers as h
-from pipeline.agents.delivery_failures import Failed, Failures, Future, Send
+from pipeline.agents.base import Send
+from pipeline.agents.delivery_failures import Failed, Failures, Future
 from pipeline.agents.delivery_http import (
     Now,
     PushResult,

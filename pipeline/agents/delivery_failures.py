@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pipeline import headers as h
+from pipeline.agents.base import Send
 from pipeline.agents.delivery_policy import Decision, ErrorChain, ErrorEntry, Outcome, RetryPolicy
 from pipeline.metrics import Metrics
 from pipeline.tasks import TaskState, state_record
@@ -28,7 +29,6 @@ log = logging.getLogger(__name__)
 
 Future = Awaitable[object]
 # (topic, key, value, headers, partition) -> the produce's delivery future
-Send = Callable[[str, bytes | None, bytes, h.HeaderList, int | None], Awaitable[Future]]
 
 # Headers that describe one attempt; replaced when the task moves on.
 _PER_ATTEMPT = frozenset({h.ERRORS, h.OUTCOME, h.RETRY_AFTER_MS})

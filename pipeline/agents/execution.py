@@ -15,12 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
-from pipeline import headers as h
-from pipeline.agents.base import LayerContext
+from pipeline.agents.base import LayerContext, producer_send
 from pipeline.agents.execution_backoff import Backoff
 from pipeline.agents.execution_canary import Canary, Version
 from pipeline.agents.execution_dedup import DoneLoader, DoneSet, Entries, Read, read_done
@@ -59,14 +57,7 @@ def register(app: Any, ctx: LayerContext) -> None:
     schemas = _schemas(ctx, specs)
     metrics = process_metrics()
 
-    async def send(
-        topic: str, key: bytes | None, value: bytes, headers: h.HeaderList, partition: int | None
-    ) -> Awaitable[object]:
-        future: Awaitable[object] = await app.producer.send(
-            topic, key, value, partition, None, headers
-        )
-        return future
-
+    send = producer_send(app)
     subs: list[_Subscriber] = []
     for spec in specs:
         done = DoneSet(spec.dedup_window // _MS)

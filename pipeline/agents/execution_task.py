@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pipeline import headers as h
+from pipeline.agents.base import Send
 from pipeline.agents.delivery_policy import ErrorChain, ErrorEntry, Outcome, RetryPolicy
 from pipeline.agents.execution_backoff import Backoff, signal_for
 from pipeline.agents.execution_canary import Canary, Version
@@ -54,8 +55,6 @@ from pipeline.topology.topics import TopicNames
 __all__ = ["Executor", "Send"]
 
 log = logging.getLogger(__name__)
-
-Send = Callable[[str, bytes | None, bytes, h.HeaderList, int | None], Awaitable[Awaitable[object]]]
 
 
 @dataclass(frozen=True)

@@ -158,6 +158,9 @@ class Normalizer:
         }
         if deliver_at is not None:
             out[h.DELIVER_AT] = deliver_at
+        text_key = h.key_text(out_key)
+        if text_key is not None:  # for filters (meta.key), handlers (meta.key) and logs
+            out[h.KEY] = text_key
         priority = headers.get(h.PRIORITY)
         if priority is not None:  # the publisher's lane for this event's tasks
             if priority not in _PRIORITIES:

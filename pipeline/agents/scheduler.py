@@ -29,16 +29,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable
 from datetime import timedelta
 from typing import Any
 
 from pipeline import headers as h
-from pipeline.agents.base import LayerContext, raw_topic
+from pipeline.agents.base import LayerContext, Send, producer_send, raw_topic
 from pipeline.agents.scheduler_cron import CronFirer
 from pipeline.agents.scheduler_cron_owner import CronOwner, Records, read_partition
 from pipeline.agents.scheduler_delay import DelayRouter
-from pipeline.agents.scheduler_records import Incoming, Send
+from pipeline.agents.scheduler_records import Incoming
 from pipeline.metrics import process_metrics
 from pipeline.topology.durations import format_duration
 from pipeline.worker.fatal import fatal
@@ -61,15 +60,7 @@ def register(app: Any, ctx: LayerContext) -> None:
     app.conf.broker_commit_livelock_soft_timeout = patience
     app.conf.broker_max_poll_records = BATCH_MAX  # bounds what is read ahead of a pause
 
-    async def send(
-        topic: str, key: bytes | None, value: bytes, headers: h.HeaderList, partition: int | None
-    ) -> Awaitable[object]:
-        # The producer directly: raw bytes, no per-send Topic/codec overhead.
-        future: Awaitable[object] = await app.producer.send(
-            topic, key, value, partition, None, headers
-        )
-        return future
-
+    send = producer_send(app)
     flow = ClientFlow(app)
     router = DelayRouter(
         names,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pipeline import headers as h
-from pipeline.agents.scheduler_records import Send
+from pipeline.agents.base import Send
 from pipeline.agents.scheduling import DEFAULT_GRACE, next_tick, plan_ticks, tick_id
 from pipeline.avro import wire
 from pipeline.avro.records import RecordError, compile_record
@@ -157,6 +157,9 @@ class CronFirer:
             h.DELIVER_AT: tick_ms,
         }
         key = template.key if template.key is not None else event_id.encode()
+        text_key = h.key_text(key)
+        if text_key is not None:
+            fields[h.KEY] = text_key
         await (await self._send(self._ready, key, template.value, h.encode(fields), None))
         record = encode_last_fired(name, tick)
         await (await self._send(self._schedules, name.encode(), record, [], None))

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from pipeline import headers as h
-from pipeline.agents.scheduler_records import TIERED_AT, TP, Ack, Incoming, Send
+from pipeline.agents.base import Send
+from pipeline.agents.scheduler_records import TIERED_AT, TP, Ack, Incoming
 from pipeline.agents.scheduling import (
     READY,
     CommitTracker,

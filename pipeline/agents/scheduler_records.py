@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from pipeline.agents.base import Send
 from pipeline.headers import TIERED_AT, HeaderList
 
 __all__ = ["TIERED_AT", "TP", "Ack", "Incoming", "Send"]
@@ -12,7 +13,6 @@ __all__ = ["TIERED_AT", "TP", "Ack", "Incoming", "Send"]
 TP = tuple[str, int]  # (topic, partition); faust's TP and aiokafka's TopicPartition are both
 Ack = Callable[[], Awaitable[object]]
 # (topic, key, value, headers, partition or None for the key's) -> the produce's ack future
-Send = Callable[[str, bytes | None, bytes, HeaderList, int | None], Awaitable[Awaitable[object]]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ def _write(meta: TaskMeta, payload: Mapping[str, object], start: float, **extra:
         "sub": meta.subscriber,
         "event": meta.event_id,
         "attempt": meta.attempt,
+        "key": meta.key,
         "payload": {k: v for k, v in payload.items() if isinstance(v, str | int)},
         "start": start,
         "end": time.time(),

@@ -262,6 +262,8 @@ def test_an_ordered_subscriber_keeps_per_key_order_through_a_retry(pipe: Pipelin
     rows = pipe.wait(
         "ordered", lambda r: sum(1 for x in r if x["ok"] and tag in str(x["payload"]["key"])) >= 12
     )
+    mine_rows = [r for r in rows if tag in str(r["payload"]["key"])]
+    assert {r["key"] for r in mine_rows} == {f"ord-{tag}-a", f"ord-{tag}-b"}  # meta.key
     for k in ("a", "b"):
         done = [str(r["payload"]["key"]) for r in rows if r["ok"]]
         mine = [d for d in done if d.startswith(f"ord-{tag}-{k}-")]

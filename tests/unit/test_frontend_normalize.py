@@ -69,6 +69,13 @@ def test_accepted_headers_key_and_given_id(normalizer: Normalizer) -> None:
     assert found["x-user"] == b"1"
     assert h.DELIVER_AT not in found
     assert out.key == b"f1"  # the event's key field when the record has no key
+    assert found[h.KEY] == b"f1"  # as text, for filters and handlers
+
+
+def test_a_binary_key_is_not_copied_into_the_key_header(normalizer: Normalizer) -> None:
+    out = _accept(normalizer.normalize(TOPIC, b"\xff\x00", json.dumps(V1).encode(), [], 0, 0))
+    assert out.key == b"\xff\x00"
+    assert h.KEY not in dict(out.headers)
 
 
 def test_assigned_ids_are_unique_and_an_explicit_key_wins(normalizer: Normalizer) -> None:

@@ -98,6 +98,7 @@ def test_each_tick_is_an_accepted_like_event_then_recorded(tmp_path: Path) -> No
         h.SCHEMA_FINGERPRINT: schemas.current.fingerprint_hex.encode(),
         h.PUBLISHED_AT: str(ms(T0)).encode(),
         h.DELIVER_AT: str(ms(T0)).encode(),
+        h.KEY: b"t-1",
     }
     assert (rtopic, rkey, decode_last_fired(rvalue)) == ("msm-test.schedules", b"thing", T0)
     assert cron.last_fired == {"thing": T0}
