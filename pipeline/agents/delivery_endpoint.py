@@ -159,10 +159,26 @@ class EndpointDelivery:
             delay = decision.delay
             pending.append(await self._failures.retrying_in_place(self.spec, failed, delay))
             await asyncio.gather(*pending)
-            await asyncio.sleep(delay.total_seconds())
+            pending = []
+            if not await self._wait_to_retry(task, delay.total_seconds()):
+                log.info(
+                    "delivery %s: %s[%d]@%d revoked while retrying in place",
+                    self.spec.name,
+                    *task.tp,
+                    task.offset,
+                )
+                return  # never acked: the partition's new owner delivers it
             attempt += 1
             headers = next_attempt_headers(headers, attempt, chain)
         await asyncio.gather(*pending)
+
+    async def _wait_to_retry(self, task: Task, seconds: float) -> bool:
+        """The back-off before an in-place retry, held while the target is unhealthy; False
+        once the partition is revoked."""
+        if self.pump is None:
+            await asyncio.sleep(seconds)
+            return True
+        return await self.pump.wait_to_retry(task.tp, seconds)
 
     async def _attempt(
         self, task: Task, headers: h.HeaderList, attempt: int, body: bytes, pending: list[Future]

@@ -14,8 +14,9 @@ without a broker; :mod:`pipeline.agents.scheduler` wires it to faust.
 * A record carrying :data:`~pipeline.headers.TARGET` (a retry, written by delivery) travels the
   tiers like any other, target kept, and when due goes to that topic (a subscriber's queue,
   partition by key) instead of ready, without the target and tiered_at headers. Only
-  ``<ns>.sub.<subscriber>`` topics of the topology are targets: any other value is dropped (and
-  logged once) and the record is treated as a plain event.
+  ``<ns>.sub.<subscriber>`` topics of the topology are targets. A retry for a subscriber the
+  topology no longer has (removed, or a deploy still rolling) goes to ``<ns>.rejected`` with
+  reason ``unknown_target`` when due, never to ready, where it would fan out to everyone.
 * Offsets are acked to faust strictly in order per partition, once everything below them is
   forwarded and the produce acknowledged (:class:`~pipeline.agents.scheduling.CommitTracker`).
   Faust's own commit logic must never see an unacked gap: ``Consumer._new_offset`` skips its
@@ -100,7 +101,7 @@ class DelayRouter:
     ) -> None:
         self._tiers = tiers_ms(tiers)
         self._tier_topics = {t: names.delay(timedelta(milliseconds=t)) for t in self._tiers}
-        self._ready = names.ready
+        self._ready, self._rejected = names.ready, names.rejected
         self._targets = frozenset(targets)
         self._refused: set[str] = set()
         self._send = send
@@ -225,9 +226,16 @@ class DelayRouter:
         if isinstance(where, Ready):
             if held.target is None:
                 out = await self._send(self._ready, held.key, held.value, _untiered(held), part)
-            else:  # a retry: to its subscriber's queue, partitioned by key like the first try
+            elif held.target in self._targets:  # a retry: to its subscriber's queue, by key
                 headers = [(k, v) for k, v in _untiered(held) if k != h.TARGET]
                 out = await self._send(held.target, held.key, held.value, headers, None)
+            else:  # kept whole, with the reason, so it can be replayed once the target exists
+                reason = [
+                    (h.REJECT_REASON, b"unknown_target"),
+                    (h.REJECT_MESSAGE, f"{held.target} is not a subscriber queue".encode()),
+                ]
+                headers = [*held.headers, *reason]
+                out = await self._send(self._rejected, held.key, held.value, headers, None)
             sends.append(out)
             if at is not None:
                 self._on_ready(now - at)
@@ -245,19 +253,20 @@ class DelayRouter:
     def _target(
         self, named: dict[str, bytes], headers: h.HeaderList
     ) -> tuple[str | None, h.HeaderList]:
-        """The record's target and headers; an unknown target is dropped from both."""
+        """The record's target and headers; an unknown target is logged (once per value)."""
         target = h.get_str(named, h.TARGET)
         if target is None or target in self._targets:
             return target, headers
         if target not in self._refused and len(self._refused) < _MAX_REFUSED_LOGGED:
             self._refused.add(target)
             log.warning(
-                "scheduler: %s is not a subscriber queue of this topology: target dropped, "
-                "forwarded as a plain event (event %s)",
+                "scheduler: %s is not a subscriber queue of this topology: its retries go to "
+                "%s (event %s)",
                 target,
+                self._rejected,
                 h.get_str(named, h.EVENT_ID),
             )
-        return None, [(k, v) for k, v in headers if k != h.TARGET]
+        return target, headers
 
     async def _finish(self, sends: list[Awaitable[object]], done: list[_Held]) -> None:
         """Wait for the produces, then ack every offset below each lane's commit position."""

@@ -51,11 +51,13 @@ def attach_pump(app: Any, topic: str, pump: Pump, name: str) -> None:
 
     async def feed(stream: Any) -> None:
         async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
-            assigned = app.consumer.assignment()  # left over from a revoked partition: skip
+            # Left over from a revoked partition or an earlier generation: its owner re-reads it.
+            assigned = app.consumer.assignment()
+            generation = app.consumer_generation_id
             await pump.intake(
                 (_task(e), functools.partial(stream.ack, e))
                 for e in events
-                if e.message.tp in assigned
+                if e.message.tp in assigned and e.message.generation_id in (None, generation)
             )
 
     async def dispatch(_app: Any) -> None:
@@ -71,10 +73,13 @@ def _connect(app: Any, pumps: _AppPumps) -> None:
             pump.revoke((tp.topic, tp.partition) for tp in revoked if tp.topic == topic)
 
     async def on_assigned(_sender: Any, assigned: set[Any], **_: Any) -> None:
-        await pumps.flow.on_assigned()  # nothing stays paused from before the rebalance
+        await pumps.flow.on_assigned()  # nothing stays paused from before the rebalance ...
         owned = app.consumer.assignment()
         for topic, pump in pumps.pumps.items():
-            pump.set_owned(sum(1 for tp in owned if tp.topic == topic))
+            mine = [(tp.topic, tp.partition) for tp in owned if tp.topic == topic]
+            pump.unfence(mine)
+            pump.set_owned(len(mine))
+            await pump.repause()  # ... but what a pump paused since then stays paused
 
     async def on_shutdown(_sender: Any, **_: Any) -> None:
         for pump in pumps.pumps.values():

@@ -68,7 +68,7 @@ class _Entry:
     lane: Lane
     ack: Ack
     part: _Part
-    state: str = "parked"  # parked, running, done
+    state: str = "parked"  # parked, running, done; failed (unfinished) or dropped: never acked
 
 
 @dataclass(eq=False)
@@ -114,6 +114,12 @@ class Pump:
         self._running: set[asyncio.Task[None]] = set()
         self._set_paused: SetPaused | None = None
         self._acking = asyncio.Lock()  # acks of one pump go out one at a time, in offset order
+        self._fenced: set[TP] = set()  # revoked, not assigned again yet: late records dropped
+        self._generations: dict[TP, int] = {}  # bumped when a partition is revoked
+        self._revoked: dict[TP, asyncio.Event] = {}
+        self._unheld = asyncio.Event()
+        self._unheld.set()
+        self._stopped = False
         self.in_flight = 0
         self.parked = 0
         metrics = process_metrics()
@@ -146,6 +152,7 @@ class Pump:
         """Dispatch nothing new until released; the caller logs why (it knows the target)."""
         if reason not in self._holds:
             self._holds.add(reason)
+            self._unheld.clear()
             self._m_held.set(1)
             log.debug("%s %s: held: %s", self.layer, self.subscriber, reason)
 
@@ -153,11 +160,31 @@ class Pump:
         if reason in self._holds:
             self._holds.discard(reason)
             self._m_held.set(1 if self._holds else 0)
+            if not self._holds:
+                self._unheld.set()
             log.debug("%s %s: released: %s", self.layer, self.subscriber, reason)
             self._wake.set()
 
     def backlog(self) -> int:
         return self.parked
+
+    def generation(self, tp: TP) -> int:
+        """Changes when ``tp`` is revoked (or the pump stops): work begun before is not ours."""
+        return self._generations.get(tp, 0)
+
+    async def wait_to_retry(self, tp: TP, seconds: float) -> bool:
+        """Sleep before an in-place retry (ordered subscribers), then wait out any hold; False
+        if ``tp`` was revoked meanwhile: its new owner has the task, this worker drops it."""
+        generation = self.generation(tp)
+        revoked = self._revoked.setdefault(tp, asyncio.Event())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(revoked.wait(), seconds)
+        while self._holds and self.generation(tp) == generation:
+            waits = [asyncio.ensure_future(e.wait()) for e in (self._unheld, revoked)]
+            _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()
+        return self.generation(tp) == generation
 
     def set_owned(self, owned: int) -> None:
         """This worker's partition count of the topic, after a rebalance: its share."""
@@ -187,11 +214,21 @@ class Pump:
     async def intake(self, records: Iterable[tuple[Task, Ack]]) -> None:
         """Park records taken from the topic; pause partitions that have parked too many."""
         for task, ack in records:
+            if task.tp in self._fenced:
+                continue  # fetched before its revocation: its next owner reads it again
             part = self._parts.get(task.tp)
-            if part is None or not part.active:
+            if part is not None and part.entries and task.offset <= part.entries[-1].task.offset:
+                log.info(
+                    "%s %s: %s[%d] re-read from %d",
+                    self.layer,
+                    self.subscriber,
+                    *task.tp,
+                    task.offset,
+                )
+                self._forget(part)  # the consumer seeked back: start the partition over
+                part = None
+            if part is None:
                 part = self._parts[task.tp] = _Part(task.tp)
-            if part.entries and task.offset <= part.entries[-1].task.offset:
-                continue  # re-read after a seek: the earlier copy is still here
             entry = _Entry(task, _lane_of(task, self.default_lane), ack, part)
             part.entries.append(entry)
             part.parked += 1
@@ -205,19 +242,40 @@ class Pump:
         self._wake.set()
 
     def revoke(self, tps: Iterable[TP]) -> None:
-        """Forget revoked partitions: what they parked is uncommitted and re-read elsewhere."""
+        """Forget revoked partitions: what they parked is uncommitted and re-read elsewhere.
+        Records of theirs still in flight to the pump are dropped until they are assigned
+        again (:meth:`unfence`), so a late one cannot hide the re-read from the commit."""
         for tp in tps:
+            self._fenced.add(tp)
+            self._generations[tp] = self.generation(tp) + 1
+            revoked = self._revoked.pop(tp, None)
+            if revoked is not None:
+                revoked.set()
             part = self._parts.pop(tp, None)
-            if part is None:
-                continue
-            part.active = False
-            for entry in part.entries:
-                if entry.state == "parked":
-                    self.parked -= 1
-            part.entries.clear()
+            if part is not None:
+                self._forget(part)
+        self._m_parked.set(self.parked)
+
+    def unfence(self, tps: Iterable[TP]) -> None:
+        """Partitions assigned (again): their records are taken from now on."""
+        self._fenced.difference_update(tps)
+
+    async def repause(self) -> None:
+        """Pause again what this pump paused: a rebalance may have resumed it in the client."""
+        for part in list(self._parts.values()):
+            if part.paused and part.active:
+                await self._pause(part.tp, paused=True)
+
+    def _forget(self, part: _Part) -> None:
+        part.active = False  # running tasks finish, but are never acked
+        for entry in part.entries:
+            if entry.state == "parked":
+                entry.state = "dropped"
+                self.parked -= 1
+        part.entries.clear()
+        part.parked = 0
         for lane in LANES:
             self._lanes[lane] = deque(e for e in self._lanes[lane] if e.part.active)
-        self._m_parked.set(self.parked)
 
     # -- dispatch -------------------------------------------------------------------------
 
@@ -236,7 +294,7 @@ class Pump:
 
     def _dispatch(self) -> float | None:
         """Start what may start now; the seconds until the rate allows more, or None."""
-        while not self._holds and self.in_flight < self.limit:
+        while not self._holds and not self._stopped and self.in_flight < self.limit:
             lane = self._picker.next_lane(self._available())
             if lane is None:
                 return None
@@ -282,8 +340,10 @@ class Pump:
         job.add_done_callback(self._running.discard)
 
     async def _run(self, entry: _Entry) -> None:
+        finished = False
         try:
             await self._process(entry.task)
+            finished = True
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # process() records task failures; this is a bug
@@ -291,10 +351,13 @@ class Pump:
             self._failure = exc
         finally:
             self.in_flight -= 1
-            entry.state = "done"
+            # Unfinished (cancelled at shutdown, or a bug): never acked, so neither is anything
+            # after it in its partition, and all of it is redelivered.
+            entry.state = "done" if finished else "failed"
             entry.part.running -= 1
             self._wake.set()
-        await self._settle(entry.part)
+        if finished:
+            await self._settle(entry.part)
 
     async def _settle(self, part: _Part) -> None:
         """Ack the finished prefix of a partition; resume it when its parked count is low."""
@@ -312,7 +375,9 @@ class Pump:
             await self._set_paused(tp, paused)
 
     async def stop(self) -> None:
-        """Cancel tasks still running (their offsets stay uncommitted: redelivered later)."""
+        """Start nothing more; cancel what runs (its offsets stay uncommitted: redelivered)."""
+        self._stopped = True
+        self.revoke(list(self._parts))
         for job in list(self._running):
             job.cancel()
         await asyncio.gather(*self._running, return_exceptions=True)

@@ -151,3 +151,90 @@ async def test_a_bug_in_process_crashes_the_dispatch_loop() -> None:
     await pump.intake([(_task(0, 0), ack)])
     with pytest.raises(RuntimeError, match="bug"):
         await asyncio.wait_for(pump.run(), 5)
+
+
+def _acker(acked: list[int], offset: int) -> Callable[[], Awaitable[None]]:
+    async def ack() -> None:
+        acked.append(offset)
+
+    return ack
+
+
+async def test_records_fetched_before_a_revocation_cannot_hide_the_re_read() -> None:
+    started: list[int] = []
+    acked: list[int] = []
+
+    async def process(task: Task) -> None:
+        started.append(task.offset)
+
+    pump = Pump("delivery", "s", process, max_in_flight=10, partitions=1)
+    pump.hold("test")
+    await pump.intake((_task(0, o), _acker(acked, o)) for o in range(10))
+    pump.revoke([("t", 0)])
+    # the rest of the stream's buffer, fetched in the old generation, arrives late ...
+    await pump.intake((_task(0, o), _acker(acked, o)) for o in range(10, 13))
+    # ... then the partition is assigned again and re-read from the committed offset 0
+    pump.unfence([("t", 0)])
+    await pump.intake((_task(0, o), _acker(acked, o)) for o in range(15))
+    pump.release("test")
+    runner = asyncio.create_task(pump.run())
+    for _ in range(1000):
+        if len(acked) == 15:
+            break
+        await asyncio.sleep(0.001)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert sorted(started) == list(range(15))
+    assert acked == list(range(15))
+
+
+async def test_a_seek_back_starts_the_partition_over() -> None:
+    rec = Recorder()
+    pump = Pump("delivery", "s", rec.process, max_in_flight=10, partitions=1)
+    pump.hold("test")
+    first = [_task(0, o) for o in range(5, 8)]
+    await pump.intake((t, rec.ack(t)) for t in first)
+    again = [_task(0, o) for o in range(2, 8)]
+    await pump.intake((t, rec.ack(t)) for t in again)
+    pump.release("test")
+    await _drain(pump, rec, 6)
+    assert rec.acked == [(0, o) for o in range(2, 8)]
+
+
+async def test_after_stop_nothing_starts_and_unfinished_work_is_never_acked() -> None:
+    started: list[int] = []
+    acked: list[int] = []
+    never = asyncio.Event()
+
+    async def process(task: Task) -> None:
+        started.append(task.offset)
+        if task.offset == 0:
+            await never.wait()  # still running at shutdown: cancelled by stop()
+
+    pump = Pump("execution", "s", process, max_in_flight=2, partitions=1)
+    runner = asyncio.create_task(pump.run())
+    await pump.intake((_task(0, o), _acker(acked, o)) for o in range(6))
+    await asyncio.sleep(0.02)
+    before = list(started)
+    await pump.stop()
+    await asyncio.sleep(0.02)  # faust cancels the dispatch loop only later
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert started == before
+    assert acked == []  # offset 0 never finished: nothing after it may be committed
+
+
+async def test_an_in_place_retry_waits_out_a_hold_and_stops_on_revocation() -> None:
+    pump = Pump("delivery", "s", Recorder().process, max_in_flight=1, partitions=1)
+    tp = ("t", 0)
+    assert await pump.wait_to_retry(tp, 0.001)
+    pump.hold("unhealthy")
+    waiting = asyncio.create_task(pump.wait_to_retry(tp, 0.001))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # held: an ordered retry does not burn its attempts
+    pump.release("unhealthy")
+    assert await asyncio.wait_for(waiting, 1)
+    revoked = asyncio.create_task(pump.wait_to_retry(tp, 60))
+    await asyncio.sleep(0.01)
+    pump.revoke([tp])
+    assert not await asyncio.wait_for(revoked, 1)  # its new owner has the task

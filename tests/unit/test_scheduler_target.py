@@ -93,7 +93,7 @@ async def test_a_held_retry_goes_to_its_target_when_due() -> None:
     assert t.topics() == [SUB]
 
 
-async def test_an_unknown_target_is_dropped_logged_once_and_the_record_goes_to_ready(
+async def test_a_retry_for_an_unknown_subscriber_is_rejected_when_due_never_fanned_out(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     t = Targeted()
@@ -102,9 +102,11 @@ async def test_an_unknown_target_is_dropped_logged_once_and_the_record_goes_to_r
         await t.router.intake([t.record(ACCEPTED, "a", headers=bad)])
         await t.router.intake([t.record(ACCEPTED, "b", headers=bad)])
         await t.router.intake([t.record(ACCEPTED, "c", t.now + 5_000, headers=bad)])
-    assert t.topics() == ["ns.ready", "ns.ready", "ns.delay.2s"]
-    assert t.partitions[:2] == [0, 0]
-    assert all(h.TARGET not in names_of(s[3]) for s in t.sent)
+    assert t.topics() == ["ns.rejected", "ns.rejected", "ns.delay.2s"]
+    rejected = dict(t.sent[0][3])
+    assert rejected[h.REJECT_REASON] == b"unknown_target"
+    assert rejected[h.TARGET] == b"elsewhere.secret"  # kept, so it can be replayed
+    assert (h.TARGET, b"elsewhere.secret") in t.sent[2][3]  # still a retry while it waits
     warnings = [r for r in caplog.records if "elsewhere.secret" in r.getMessage()]
     assert len(warnings) == 1
 
@@ -112,5 +114,4 @@ async def test_an_unknown_target_is_dropped_logged_once_and_the_record_goes_to_r
 async def test_without_targets_configured_every_target_is_refused() -> None:
     t = Harness()  # the router of the existing tests: no subscribers
     await t.router.intake([t.record(ACCEPTED, "a", headers=TARGET)])
-    assert t.topics() == ["ns.ready"]
-    assert h.TARGET not in names_of(t.sent[0][3])
+    assert t.topics() == ["ns.rejected"]
