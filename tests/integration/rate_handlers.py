@@ -24,7 +24,7 @@ def _append(line: Mapping[str, object]) -> None:
 async def record(payload: Mapping[str, object], meta: TaskMeta) -> None:
     line = {
         "task": meta.task_id,
-        "key": payload.get("key"),  # the event key (meta.key is not filled in yet)
+        "key": meta.key,
         "attempt": meta.attempt,
         "start": time.time(),
         "pid": os.getpid(),
