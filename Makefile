@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-unit test-integration lint fmt broker-start broker-stop clean
+.PHONY: venv run test test-unit test-integration lint fmt broker-start broker-stop clean bench bench-smoke bench-deps
 
 venv: $(STAMP)
 
@@ -53,6 +53,28 @@ broker-start: venv
 
 broker-stop: venv
 	$(BIN)/msm broker stop
+
+# Load test (issue 5): every scenario against the local broker, report + plots under
+# loadtest/results/<date>-<commit>/, copied to loadtest/results/latest/. The smoke run checks the
+# harness and the report, not timings (CI): seconds per scenario, in a temp dir.
+bench-deps:
+	command -v redis-server || (apt-get update && apt-get install -y redis-server)
+
+bench: venv bench-deps
+	$(BIN)/msm broker start
+	out=loadtest/results/$$(date +%Y%m%d-%H%M%S)-$$(git rev-parse --short HEAD); \
+	$(BIN)/python -m loadtest --out $$out; code=$$?; \
+	if [ -f $$out/report.md ]; then \
+		rm -rf loadtest/results/latest && mkdir -p loadtest/results/latest && \
+		cp $$out/report.md $$out/*.png loadtest/results/latest/ 2>/dev/null; \
+	fi; exit $$code
+
+bench-smoke: venv bench-deps
+	$(BIN)/msm broker start
+	out=$$(mktemp -d); \
+	$(BIN)/python -m loadtest --smoke --out $$out; code=$$?; \
+	test -s $$out/report.md || { echo "bench-smoke: no report produced" >&2; exit 1; }; \
+	echo "bench-smoke: report at $$out/report.md"; exit $$code
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
