@@ -55,7 +55,8 @@ def redis_server(parent: Path | None = None, binary: str = BINARY) -> Iterator[R
         raise RuntimeError(f"{binary} not found (apt-get install redis-server)")
     if parent is not None:
         parent.mkdir(parents=True, exist_ok=True)
-    directory = Path(tempfile.mkdtemp(prefix="redis-", dir=parent))
+    # Absolute: redis-server changes to --dir before it opens a relative --logfile.
+    directory = Path(tempfile.mkdtemp(prefix="redis-", dir=parent)).resolve()
     proc: subprocess.Popen[bytes] | None = None
     try:
         proc, port = _start(binary, directory)

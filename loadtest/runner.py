@@ -57,6 +57,7 @@ def run_scenarios(
     bootstrap: str,
     console: Console | None = None,
 ) -> RunSummary:
+    out_dir = out_dir.resolve()  # children (workers, redis) run in other directories
     out_dir.mkdir(parents=True, exist_ok=True)
     work_dir = out_dir / "work"
     work_dir.mkdir(exist_ok=True)
