@@ -60,7 +60,7 @@ def register(app: Any, ctx: LayerContext) -> None:
         topic = names.sub(name)
         endpoint: EndpointDelivery | None = None
         if spec.handler is not None:
-            process = handler_process(spec, names.execution(name), send, failures, ctx.clock_ms)
+            process = handler_process(names.execution(name), send, ctx.clock_ms)
         else:
             payloads = payloads or PayloadJson(topology)
             endpoint = EndpointDelivery(spec, failures, payloads, session, metrics, ctx.clock_ms)

@@ -84,16 +84,16 @@ def read_chain(headers: h.HeaderList, subscriber: str) -> ErrorChain:
 
 
 def handler_process(
-    spec: SubscriberSpec, topic: str, send: Send, failures: Failures, clock_ms: Callable[[], int]
+    topic: str, send: Send, clock_ms: Callable[[], int]
 ) -> Callable[[Task], Awaitable[None]]:
-    """Hand the task to execution through ``<ns>.exec.<s>``, payload and headers as they are."""
+    """Hand the task to execution through ``<ns>.exec.<s>``, payload and headers as they are.
+
+    No ``dispatched`` record: execution stamps the exec record's timestamp on its own records
+    as the dispatch time (see :class:`~pipeline.tasks.TaskState`)."""
 
     async def process(task: Task) -> None:
         headers = with_first_attempt(task.header_list, clock_ms())
-        sent = await send(topic, task.key, task.value, headers, None)
-        attempt = h.get_int(task.headers, h.ATTEMPT) or 1
-        state = await failures.state(spec, task.headers, TaskState.DISPATCHED, attempt)
-        await asyncio.gather(sent, state)
+        await (await send(topic, task.key, task.value, headers, None))
 
     return process
 

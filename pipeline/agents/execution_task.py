@@ -5,6 +5,8 @@ raise would crash the worker). Every record it writes is acknowledged before it 
 the gate acks the task's offset only once its result is on Kafka:
 
 * done before: ``skipped`` state (see :mod:`execution_dedup`);
+* running: a ``running`` state record only for a run that outlasts :data:`RUNNING_RECORD_AFTER_S`
+  or fails; a quick success stamps its start and dispatch times on its ``succeeded`` record;
 * success: the done record, then ``succeeded`` state;
 * failure: an outcome record for delivery, which retries or dead-letters the task. An ordered
   subscriber retries in place instead (``retrying`` state, sleep the back-off, run again), so
@@ -55,6 +57,55 @@ from pipeline.topology.topics import TopicNames
 __all__ = ["Executor", "Send"]
 
 log = logging.getLogger(__name__)
+# A handler run that lasts longer gets a ``running`` record while it runs (see _Start).
+RUNNING_RECORD_AFTER_S = 0.2
+
+
+class _Start:
+    """One attempt's start. Its ``running`` record is written only if the run outlasts
+    :data:`RUNNING_RECORD_AFTER_S` or fails; otherwise the start (and the dispatch time) is
+    stamped on the ``succeeded`` record, which saves two records per task (see TaskState)."""
+
+    def __init__(
+        self,
+        started_at_ms: int,
+        dispatched_at_ms: int | None,
+        record: Callable[[_Start], Awaitable[None]],
+    ) -> None:
+        self.started_at_ms, self.dispatched_at_ms = started_at_ms, dispatched_at_ms
+        self._record = record
+        self._sent: asyncio.Future[None] | None = None
+        self._next: _Start | None = None
+        self._timer = asyncio.get_running_loop().call_later(RUNNING_RECORD_AFTER_S, self._fire)
+
+    @property
+    def recorded(self) -> bool:
+        return self._sent is not None
+
+    def _fire(self) -> None:
+        if self._sent is None:
+            self._sent = asyncio.ensure_future(self._record(self))
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+        if self._next is not None:
+            self._next.cancel()
+
+    def next(self, following: _Start) -> _Start:
+        """The next attempt's start, cancelled along with this one."""
+        self._next = following
+        return following
+
+    async def settled(self) -> None:
+        """No late record from now on; one already on its way is acknowledged first, so the
+        attempt's records stay in order."""
+        self._timer.cancel()
+        if self._sent is not None:
+            await self._sent
+
+    async def record_now(self) -> None:
+        self._fire()
+        await self.settled()
 
 
 @dataclass(frozen=True)
@@ -121,40 +172,60 @@ class Executor:
         attempt = h.get_int(task.headers, h.ATTEMPT) or 1
         chain = error_chain(task.headers)
         generation = self._generation(task.tp[1])
-        pending = [await self._state_send(task.headers, TaskState.RUNNING, attempt)]
+        # The record's timestamp is when delivery handed the task over (see TaskState).
+        start = self._start(task.headers, attempt, task.timestamp_ms or None)
+        try:
+            await self._attempts(task, tid, attempt, chain, generation, start)
+        finally:
+            start.cancel()  # an attempt cut short (cancelled) leaves no late record behind
+
+    async def _attempts(
+        self, task: Task, tid: str, attempt: int, chain: ErrorChain, generation: int, start: _Start
+    ) -> None:
         try:
             payload = self._decode(task)
         except wire.WireError as exc:  # the bytes will not change: no attempt can succeed
             entry = ErrorEntry.from_exception(exc, attempt, self._now())
             bad = _Failure(Outcome.NON_RETRIABLE, entry, None, "failed")
-            pending.append(await self._outcome(task, attempt, bad, chain.add(entry), None))
-            await asyncio.gather(*pending)
+            await start.record_now()
+            await (await self._outcome(task, attempt, bad, chain.add(entry), None))
             return
         while True:
             version = self.canary.choose(tid) if self.canary is not None else "stable"
             failure = await self._run(version, payload, task.headers, attempt)
             if failure is None:
-                pending += await self._succeeded(task, tid, attempt)
-                await asyncio.gather(*pending)
+                await start.settled()
+                await asyncio.gather(*await self._succeeded(task, tid, attempt, start))
                 return
+            await start.record_now()  # a failed attempt always shows that it ran
             chain = chain.add(failure.entry)
             delay = self._in_place_delay(attempt, failure)
             if delay is None:
-                pending.append(await self._outcome(task, attempt, failure, chain, version))
-                await asyncio.gather(*pending)
+                await (await self._outcome(task, attempt, failure, chain, version))
                 return
             at = datetime.fromtimestamp(self._clock() / 1000, UTC) + delay
             detail = f"{failure.entry.error_type}: {failure.entry.message}; next {at.isoformat()}"
-            pending.append(
-                await self._state_send(task.headers, TaskState.RETRYING, attempt, detail)
-            )
-            await asyncio.gather(*pending)
+            await self._state(task.headers, TaskState.RETRYING, attempt, detail)
             await self._sleep(delay.total_seconds())
             if self._generation(task.tp[1]) != generation:  # its new owner runs it from here
                 log.info("execution %s: %s revoked while retrying in place", self.spec.name, tid)
                 return
             attempt += 1
-            pending = [await self._state_send(task.headers, TaskState.RUNNING, attempt)]
+            start = start.next(self._start(task.headers, attempt, None))
+
+    def _start(
+        self, headers: Mapping[str, bytes], attempt: int, dispatched_at_ms: int | None
+    ) -> _Start:
+        async def record(stamps: _Start) -> None:
+            await self._state(
+                headers,
+                TaskState.RUNNING,
+                attempt,
+                dispatched_at_ms=stamps.dispatched_at_ms,
+                at_ms=stamps.started_at_ms,
+            )
+
+        return _Start(self._clock(), dispatched_at_ms, record)
 
     def _in_place_delay(self, attempt: int, failure: _Failure) -> timedelta | None:
         """Ordered subscribers: the back-off before retrying here; None to send the outcome."""
@@ -230,13 +301,21 @@ class Executor:
         self._m.canary_percent.labels(name).set(0)
         self._m.canary_rollbacks.labels(name).inc()
 
-    async def _succeeded(self, task: Task, tid: str, attempt: int) -> list[Awaitable[object]]:
+    async def _succeeded(
+        self, task: Task, tid: str, attempt: int, start: _Start
+    ) -> list[Awaitable[object]]:
         at = self._clock()
         self.done.add(task.tp[1], tid, at)
         done = await self._send(
             self.names.done(self.spec.name), tid.encode(), done_value(at), [], task.tp[1]
         )
-        state = await self._state_send(task.headers, TaskState.SUCCEEDED, attempt)
+        state = await self._state_send(
+            task.headers,
+            TaskState.SUCCEEDED,
+            attempt,
+            dispatched_at_ms=None if start.recorded else start.dispatched_at_ms,
+            started_at_ms=None if start.recorded else start.started_at_ms,
+        )
         published = h.get_int(task.headers, h.PUBLISHED_AT)
         if published is not None:
             self._m.end_to_end_seconds.labels(self.spec.name).observe(max(0, at - published) / 1000)
@@ -261,15 +340,42 @@ class Executor:
         return await self._send(self.names.outcomes, task.key, task.value, headers, None)
 
     async def _state_send(
-        self, headers: Mapping[str, bytes], state: TaskState, attempt: int | None, detail: str = ""
+        self,
+        headers: Mapping[str, bytes],
+        state: TaskState,
+        attempt: int | None,
+        detail: str = "",
+        *,
+        at_ms: int | None = None,
+        dispatched_at_ms: int | None = None,
+        started_at_ms: int | None = None,
     ) -> Awaitable[object]:
         key, value = state_record(
-            headers, self.spec.name, state, self._clock(), attempt=attempt, detail=detail
+            headers,
+            self.spec.name,
+            state,
+            self._clock() if at_ms is None else at_ms,
+            attempt=attempt,
+            detail=detail,
+            dispatched_at_ms=dispatched_at_ms,
+            started_at_ms=started_at_ms,
         )
         return await self._send(self.names.tasks, key, value, [], None)
 
-    async def _state(self, headers: Mapping[str, bytes], state: TaskState) -> None:
-        await (await self._state_send(headers, state, None))
+    async def _state(
+        self,
+        headers: Mapping[str, bytes],
+        state: TaskState,
+        attempt: int | None = None,
+        detail: str = "",
+        *,
+        at_ms: int | None = None,
+        dispatched_at_ms: int | None = None,
+    ) -> None:
+        sent = await self._state_send(
+            headers, state, attempt, detail, at_ms=at_ms, dispatched_at_ms=dispatched_at_ms
+        )
+        await sent
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self._clock() / 1000, UTC)

@@ -1,6 +1,11 @@
-"""Layer 1, the frontend: every event's ingress topic in, ``accepted`` or ``rejected`` out.
+"""Layer 1, the frontend: every event's ingress topic in; ``ready``, ``accepted`` or
+``rejected`` out.
 
-Validation and decoding happen once, here (see :mod:`frontend_normalize`). Records are taken
+Validation and decoding happen once, here (see :mod:`frontend_normalize`). An event with no
+``deliver_at`` (nor delay) goes straight to ``ready``: the scheduler would only forward it
+unchanged, to the same partition (both topics have the shared partition count and are keyed
+alike), and each Kafka hop costs a fetch, a produce and a few milliseconds. Events to be
+delivered later go to ``accepted`` for the scheduler. Records are taken
 in batches; each batch's produces are awaited before its events are acked, so an offset is only
 committed once what it produced is on Kafka (at least once). Bad input never stops the agent:
 it becomes a record on the rejected topic with its reason.
@@ -30,7 +35,7 @@ BATCH_WITHIN_S = 0.01
 def register(app: Any, ctx: LayerContext) -> None:
     normalizer = Normalizer(ctx.topology, clock_ms=ctx.clock_ms)
     ingress = app.topic(*normalizer.ingress_topics, value_serializer="raw", key_serializer="raw")
-    accepted, rejected = ctx.names.accepted, ctx.names.rejected
+    accepted, rejected, ready = ctx.names.accepted, ctx.names.rejected, ctx.names.ready
     metrics = process_metrics()
 
     async def frontend(stream: Any) -> None:
@@ -43,7 +48,7 @@ def register(app: Any, ctx: LayerContext) -> None:
                     msg.topic, msg.key, msg.value, msg.headers, msg.partition, msg.offset
                 )
                 if isinstance(out, Accepted):
-                    topic = accepted
+                    topic = ready if out.deliver_at_ms is None else accepted
                     metrics.frontend_accepted.labels(out.event_type).inc()
                 else:
                     topic = rejected

@@ -2,7 +2,9 @@
 
 ``accepted`` and ``scheduled`` are the event's (stamped on every record as published_at and
 deliver_at), so they are derived from the first record rather than stored once more per
-subscriber; every state change after them is one record.
+subscriber. A handler task's ``dispatched`` and ``running`` are stamped by execution on the
+attempt's records (dispatched_at, started_at) unless they have records of their own; every
+other state change is one record.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ def lifecycle(records: Sequence[TaskRecord]) -> list[Step]:
     deliver = first.deliver_at_ms
     if deliver is not None and (published is None or deliver > published):
         steps.append(Step(TaskState.SCHEDULED.value, deliver))
+    recorded = {(r.state, r.attempt) for r in records}
     for r in records:
+        for state, at in (
+            (TaskState.DISPATCHED, r.dispatched_at_ms),
+            (TaskState.RUNNING, r.started_at_ms),
+        ):
+            if at is not None and (state, r.attempt) not in recorded:
+                recorded.add((state, r.attempt))
+                steps.append(Step(state.value, at, r.attempt))
         steps.append(Step(r.state.value, r.at_ms, r.attempt, r.detail))
     return steps
 

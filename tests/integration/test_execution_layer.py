@@ -162,7 +162,8 @@ def test_success_is_recorded_as_done_and_succeeded(layer: Layer) -> None:
         reader.wait_for(
             lambda rs: all("succeeded" in s for s in states(rs, tasks).values()), "succeeded"
         )
-        assert all(s == ["running", "succeeded"] for s in states(reader.records, tasks).values())
+        found = states(reader.records, tasks).values()
+        assert all(s == ["succeeded"] for s in found), "quick runs: start stamped on succeeded"
     with layer.reader(layer.names.outcomes) as outcomes:
         assert keyed(outcomes.poll(0.5), {i.encode() for i in ids}) == []
     assert sorted(r["task"] for r in layer.runs("mixed", "end") if r["task"] in tasks) == sorted(
@@ -210,7 +211,7 @@ def test_ordered_retries_in_place(layer: Layer) -> None:
             lambda rs: all("succeeded" in s for s in states(rs, tasks).values()), "both succeed"
         )
         flaky_states = states(reader.records, tasks)[f"ev-{flaky}/ordered"]
-    assert flaky_states == ["running", "retrying", "running", "retrying", "running", "succeeded"]
+    assert flaky_states == ["running", "retrying", "running", "retrying", "succeeded"]
     attempts = [r["attempt"] for r in layer.runs("ordered") if r["task"] == f"ev-{flaky}/ordered"]
     assert attempts == [1, 2, 3]
     with layer.reader(layer.names.outcomes) as outcomes:

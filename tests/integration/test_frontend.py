@@ -45,6 +45,7 @@ class Frontend:
     topology: Topology
     bootstrap: str
     worker: HttpWorker
+    ready: TopicReader  # events due now go straight to ready; delayed ones to accepted
     accepted: TopicReader
     rejected: TopicReader
     http_port: int
@@ -77,13 +78,17 @@ def fe(
         port = _free_port()
         worker = HttpWorker(topology, directory / "worker.log", port)
         names = TopicNames(topology.namespace)
+        ready = TopicReader(kafka_bootstrap, names.ready, 3)
         accepted = TopicReader(kafka_bootstrap, names.accepted, 3)
         rejected = TopicReader(kafka_bootstrap, names.rejected, 3)
         try:
             startup = worker.wait_ready()
-            yield Frontend(topology, kafka_bootstrap, worker, accepted, rejected, port, startup)
+            yield Frontend(
+                topology, kafka_bootstrap, worker, ready, accepted, rejected, port, startup
+            )
         finally:
             code = worker.stop()
+            ready.close()
             accepted.close()
             rejected.close()
         assert code == 0, worker.tail()
@@ -143,7 +148,7 @@ def test_bad_input_is_rejected_with_its_reason_and_the_next_event_flows(
     (where, _) = produce(fe.bootstrap, fe.ingress, [(bad_key, bad_value, original), good])
 
     [rejected] = keyed(fe.rejected, [bad_key], f"the {kind} reject")
-    keyed(fe.accepted, [good_key], "the good event after it")
+    keyed(fe.ready, [good_key], "the good event after it")
     found = rejected.header
     assert found[h.REJECT_REASON] == reason.encode()
     assert found[h.REJECT_MESSAGE], "a readable message"
@@ -152,7 +157,7 @@ def test_bad_input_is_rejected_with_its_reason_and_the_next_event_flows(
     assert (int(found[h.SOURCE_PARTITION]), int(found[h.SOURCE_OFFSET])) == where
     assert rejected.value == bad_value, "the original bytes"
     assert rejected.headers[: len(original)] == original, "the original headers first"
-    assert not [r for r in fe.accepted.records if r.key == bad_key]
+    assert not [r for r in fe.ready.records if r.key == bad_key]
 
 
 def test_avro_old_and_current_and_json_arrive_identical(fe: Frontend) -> None:
@@ -172,7 +177,7 @@ def test_avro_old_and_current_and_json_arrive_identical(fe: Frontend) -> None:
         for fmt, (value, headers) in formats.items()
     ]
     produce(fe.bootstrap, fe.ingress, sent)
-    got = keyed(fe.accepted, [k for k, _, _ in sent], "every format")
+    got = keyed(fe.ready, [k for k, _, _ in sent], "every format")
     by_id = {r.header[h.EVENT_ID].decode(): r for r in got}
     assert set(by_id) == set(ids.values()), "producer-given ids are kept"
     current = formats["v2"][0]
@@ -187,7 +192,7 @@ def test_avro_old_and_current_and_json_arrive_identical(fe: Frontend) -> None:
 def test_an_event_without_id_gets_a_uuid7(fe: Frontend) -> None:
     key = _unique("noid").encode()
     produce(fe.bootstrap, fe.ingress, [(key, as_json(file_uploaded(key.decode())), [])])
-    [r] = keyed(fe.accepted, [key], "the event without id")
+    [r] = keyed(fe.ready, [key], "the event without id")
     assert event_id_time(r.header[h.EVENT_ID].decode()) is not None
 
 
@@ -199,16 +204,32 @@ def test_per_key_order_survives_the_frontend(fe: Frontend) -> None:
     ]
     where = produce(fe.bootstrap, fe.ingress, sent)
     ingress_partition = {k: p for (k, _, _), (p, _) in zip(sent, where, strict=True)}
-    fe.accepted.wait_for(
+    fe.ready.wait_for(
         lambda rs: sum(r.key in ingress_partition for r in rs) >= len(sent), "every ordered event"
     )
     for key in keys:
-        mine = [r for r in fe.accepted.records if r.key == key.encode()]
+        mine = [r for r in fe.ready.records if r.key == key.encode()]
         assert len({r.partition for r in mine}) == 1, "one key, one partition"
         assert mine[0].partition == ingress_partition[key.encode()], "same partition every hop"
         sizes = [_size(r) for r in sorted(mine, key=lambda r: r.offset)]
         assert sizes == list(range(count))
     assert len({ingress_partition[k.encode()] for k in keys}) > 1, "keys spread over partitions"
+
+
+def test_only_delayed_events_go_to_the_scheduler(fe: Frontend) -> None:
+    file_id = _unique("delayed")
+    now, later = f"{file_id}-now".encode(), f"{file_id}-later".encode()
+    delay: Headers = [(h.DELAY, b"60000")]
+    sent: list[Sent] = [
+        (later, as_json(file_uploaded(file_id)), delay),
+        (now, as_json(file_uploaded(file_id)), []),
+    ]
+    produce(fe.bootstrap, fe.ingress, sent)
+    [delayed] = keyed(fe.accepted, [later], "the delayed event")
+    keyed(fe.ready, [now], "the event due now")
+    assert int(delayed.header[h.DELIVER_AT]) > int(delayed.header[h.PUBLISHED_AT]) + 59_000
+    assert not [r for r in fe.ready.records if r.key == later], "not due: the scheduler has it"
+    assert not [r for r in fe.accepted.records if r.key == now], "due now: no scheduler hop"
 
 
 def _size(r: Record) -> int:
@@ -217,7 +238,7 @@ def _size(r: Record) -> int:
     return int(decoded["size"])
 
 
-def test_http_post_through_the_worker_reaches_accepted(fe: Frontend) -> None:
+def test_http_post_through_the_worker_reaches_ready(fe: Frontend) -> None:
     file_id = _unique("http")
     request = urllib.request.Request(
         f"http://127.0.0.1:{fe.http_port}/v1/events/file.uploaded",
@@ -228,7 +249,7 @@ def test_http_post_through_the_worker_reaches_accepted(fe: Frontend) -> None:
     with urllib.request.urlopen(request, timeout=20) as response:  # noqa: S310 -- local test URL
         assert response.status == 202
         [event_id] = json.loads(response.read())["ids"]
-    [r] = keyed(fe.accepted, [file_id.encode()], "the HTTP event")
+    [r] = keyed(fe.ready, [file_id.encode()], "the HTTP event")
     assert r.header[h.EVENT_ID] == event_id.encode()
     assert r.value == wire.encode(V2, {**file_uploaded(file_id), "sha256": None})
 
@@ -242,7 +263,7 @@ def test_a_record_too_big_to_reject_whole_is_cut_and_the_worker_lives_on(fe: Fro
     good = {"user_id": key.decode() + "-good", "deleted_at": 1, "reason": "ABUSE"}
     produce(fe.bootstrap, topic, [(key, value, []), (None, as_json(good), [])])
     [rejected] = keyed(fe.rejected, [key], "the cut reject")
-    keyed(fe.accepted, [f"{key.decode()}-good".encode()], "the event after it")
+    keyed(fe.ready, [f"{key.decode()}-good".encode()], "the event after it")
     assert fe.worker.proc.poll() is None, "the worker is still running"
     assert rejected.header[h.REJECT_REASON] == b"oversize"
     assert rejected.header[h.REJECT_TRUNCATED] == str(len(value)).encode()
@@ -271,7 +292,7 @@ def test_metrics_count_accepted_and_rejected_by_reason(fe: Frontend) -> None:
     bad: list[Sent] = [(k, b"{nope", []) for k in bad_keys]
     good: list[Sent] = [(i.encode(), as_json(file_uploaded(i)), []) for i in good_ids]
     produce(fe.bootstrap, fe.ingress, [*bad, *good])
-    keyed(fe.accepted, [i.encode() for i in good_ids], "the good events")
+    keyed(fe.ready, [i.encode() for i in good_ids], "the good events")
     keyed(fe.rejected, bad_keys, "the bad records")
     assert _metric(fe.http_port, accepted) == before_accepted + 2
     assert _metric(fe.http_port, rejected) == before_rejected + 3

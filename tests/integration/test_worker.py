@@ -45,7 +45,7 @@ def _ids(records: list[Sent]) -> set[bytes]:
     return {dict(headers)[h.EVENT_ID] for _, _, headers in records}
 
 
-def _accepted_ids(reader: TopicReader) -> list[bytes]:
+def _accepted_ids(reader: TopicReader) -> list[bytes]:  # accepted and due now: on ready
     return [r.header[h.EVENT_ID] for r in reader.records]
 
 
@@ -69,7 +69,7 @@ def test_sigkill_right_after_publishing_loses_nothing(
     with applied_topology(tmp_path, frontend_document(), kafka_bootstrap, admin) as topology:
         names = TopicNames(topology.namespace)
         ingress = names.ingress("file.uploaded")
-        with TopicReader(kafka_bootstrap, names.accepted, 3) as accepted:
+        with TopicReader(kafka_bootstrap, names.ready, 3) as accepted:
             with Worker(topology, FRONTEND, tmp_path / "first.log") as first:
                 first.wait_ready()
                 before = _events(6000, 30, "a")
@@ -98,7 +98,7 @@ def test_two_workers_share_the_frontend_and_process_each_event_once(
         names = TopicNames(topology.namespace)
         ingress = names.ingress("file.uploaded")
         workers = [Worker(topology, FRONTEND, tmp_path / f"w{i}.log") for i in range(2)]
-        accepted = TopicReader(kafka_bootstrap, names.accepted, 4)
+        accepted = TopicReader(kafka_bootstrap, names.ready, 4)
         try:
             for w in workers:
                 w.wait_ready()

@@ -17,13 +17,13 @@ from pipeline.agents.delivery_policy import ErrorChain
 from pipeline.agents.execution_canary import MIN_SAMPLES, Canary, Version
 from pipeline.agents.execution_dedup import DoneSet
 from pipeline.agents.execution_handlers import Handler, Runner
-from pipeline.agents.execution_task import Executor
+from pipeline.agents.execution_task import RUNNING_RECORD_AFTER_S, Executor
 from pipeline.avro import wire
 from pipeline.avro.schemas import EventSchemas
 from pipeline.gate.pump import Task
 from pipeline.handler import DeadLetter, Retry, TaskMeta
 from pipeline.metrics import Metrics, make_metrics
-from pipeline.tasks import parse_record
+from pipeline.tasks import TaskRecord, parse_record
 from pipeline.topology.subscribers import SubscriberSpec
 from pipeline.topology.topics import TopicNames
 from tests.fixtures.topologies import SCHEMAS
@@ -62,11 +62,11 @@ class Producer:
     def on(self, topic: str) -> list[Sent]:
         return [s for s in self.sent if s.topic == topic]
 
+    def records(self) -> list[TaskRecord]:
+        return [parse_record(s.value) for s in self.on(NAMES.tasks)]
+
     def states(self) -> list[tuple[str, int]]:
-        return [
-            (r.state.value, r.attempt)
-            for r in (parse_record(s.value) for s in self.on(NAMES.tasks))
-        ]
+        return [(r.state.value, r.attempt) for r in self.records()]
 
 
 class Calls:
@@ -105,7 +105,7 @@ def task(event_id: str = "e1", partition: int = 2, **headers: bytes) -> Task:
         value=value,
         headers=dict(header_list),
         header_list=header_list,
-        timestamp_ms=NOW_MS,
+        timestamp_ms=NOW_MS - 5,  # when delivery handed it over
     )
 
 
@@ -174,7 +174,9 @@ async def test_success_writes_done_then_succeeded_and_passes_payload_and_meta() 
     assert rig.loaded == [2], "the partition's done records were loaded first"
     [done] = rig.producer.on(NAMES.done("sub"))
     assert (done.key, done.partition, json.loads(done.value)) == (b"e1/sub", 2, {"at": NOW_MS})
-    assert rig.producer.states() == [("running", 1), ("succeeded", 1)]
+    assert rig.producer.states() == [("succeeded", 1)], "a quick run has no running record"
+    [record] = rig.producer.records()
+    assert (record.dispatched_at_ms, record.started_at_ms) == (task().timestamp_ms, NOW_MS)
     assert rig.producer.on(NAMES.outcomes) == []
     labels = {"subscriber": "sub", "version": "stable", "result": "succeeded"}
     assert rig.metric("msm_execution_results_total", **labels) == 1
@@ -285,6 +287,28 @@ async def test_an_undecodable_payload_is_non_retriable_without_running() -> None
     assert h.HANDLER_VERSION not in out.headers
 
 
+async def test_a_long_run_gets_a_running_record_while_it_runs() -> None:
+    started = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def slow(payload: Mapping[str, object], meta: TaskMeta) -> None:
+        started.set()
+        await finish.wait()
+
+    rig = Rig({"stable": slow})
+    run = asyncio.ensure_future(rig.executor.process(task()))
+    await started.wait()
+    assert rig.producer.states() == []
+    await asyncio.sleep(RUNNING_RECORD_AFTER_S * 1.5)
+    assert rig.producer.states() == [("running", 1)], "written while the handler runs"
+    [running] = rig.producer.records()
+    assert (running.at_ms, running.dispatched_at_ms) == (NOW_MS, task().timestamp_ms)
+    finish.set()
+    await run
+    assert rig.producer.states() == [("running", 1), ("succeeded", 1)]
+    assert rig.producer.records()[-1].started_at_ms is None, "its start has a record already"
+
+
 async def test_ordered_retries_in_place_until_success() -> None:
     calls = Calls()
     rig = Rig({"stable": recording(calls, ValueError("flaky"), times=2)}, spec(ordered=True))
@@ -298,9 +322,9 @@ async def test_ordered_retries_in_place_until_success() -> None:
         ("retrying", 1),
         ("running", 2),
         ("retrying", 2),
-        ("running", 3),
         ("succeeded", 3),
-    ]
+    ], "failed attempts have running records; the quick last one is stamped on succeeded"
+    assert rig.producer.records()[-1].started_at_ms == NOW_MS
     assert rig.producer.on(NAMES.outcomes) == []
 
 

@@ -92,6 +92,31 @@ def test_lifecycle_starts_with_accepted_and_scheduled_when_delayed() -> None:
     ]
 
 
+def test_lifecycle_shows_dispatch_and_start_stamped_on_executions_records() -> None:
+    records = [
+        record(TaskState.PENDING, 1010),
+        record(TaskState.RUNNING, 1030, dispatched_at_ms=1020),  # a failed attempt's record
+        record(TaskState.RETRYING, 1100, detail="boom"),
+        record(TaskState.DISPATCHED, 2000, attempt=2),  # delivery's, for the retry
+        record(TaskState.SUCCEEDED, 2050, attempt=2, dispatched_at_ms=2001, started_at_ms=2010),
+    ]
+    assert lifecycle(records)[1:] == [
+        Step("pending", 1010, 1),
+        Step("dispatched", 1020, 1),
+        Step("running", 1030, 1),
+        Step("retrying", 1100, 1, "boom"),
+        Step("dispatched", 2000, 2),
+        Step("running", 2010, 2),
+        Step("succeeded", 2050, 2),
+    ], "a stamp stands in for a state only when the attempt has no record of it"
+
+
+def test_stamps_survive_the_json_form_and_are_left_out_when_unset() -> None:
+    stamped = record(TaskState.SUCCEEDED, 2050, dispatched_at_ms=2001, started_at_ms=2010)
+    assert parse_record(stamped.to_json()) == stamped
+    assert b"started_at_ms" not in record(TaskState.PENDING, 1).to_json()
+
+
 def test_lifecycle_of_an_immediate_event_has_no_scheduled_step() -> None:
     steps = lifecycle([record(TaskState.PENDING, 1010, deliver_at_ms=1000)])
     assert [s.state for s in steps] == ["accepted", "pending"]
