@@ -25,6 +25,7 @@ from pipeline.broker.settings import default_cache_dir
 from pipeline.errors import ConfigError
 from pipeline.topology import Topology
 from pipeline.topology.topics import max_record_bytes
+from pipeline.worker.consumer import Fetch, Transport
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +49,16 @@ class _IdempotentProducer(AIOKafkaProducer):
 
 
 class _App(faust.App):
-    """A Faust app with the idempotent producer (the private factory is the only hook)."""
+    """A Faust app with the idempotent producer and the eager consumer (the private factories
+    are the only hooks)."""
+
+    msm_fetch: Fetch = Fetch()
 
     def _new_producer(self) -> Any:
         return _IdempotentProducer(self.transport, loop=self.loop, beacon=self.beacon)
+
+    def _new_transport(self) -> Any:
+        return Transport(self.conf.broker_consumer, self)
 
 
 def kafka_url(bootstrap_servers: str) -> str:
@@ -64,7 +71,9 @@ def faust_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return {k[len(ENV_PREFIX) :]: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
 
 
-def create_app(topology: Topology, layer: str, **overrides: Any) -> Any:
+def create_app(
+    topology: Topology, layer: str, *, fetch: Fetch | None = None, **overrides: Any
+) -> Any:
     """A Faust app for one layer: raw bytes, manual acks, durable produce, no web server."""
     _check_client_settings(topology)
     # Faust makes a data directory per app, by default in the working directory. MSM keeps no
@@ -97,7 +106,9 @@ def create_app(topology: Topology, layer: str, **overrides: Any) -> Any:
         "stream_wait_empty": False,
     }
     settings.update(overrides)
-    return _App(f"{topology.namespace}.{layer}", **settings)
+    app = _App(f"{topology.namespace}.{layer}", **settings)
+    app.msm_fetch = fetch or Fetch()  # read by its consumer thread (pipeline.worker.consumer)
+    return app
 
 
 def _check_client_settings(topology: Topology) -> None:

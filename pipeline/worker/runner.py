@@ -14,6 +14,7 @@ from pipeline.errors import ConfigError
 from pipeline.http import HttpSettings
 from pipeline.topology import Topology
 from pipeline.worker.app import create_app
+from pipeline.worker.consumer import Fetch
 from pipeline.worker.http_service import HttpService
 from pipeline.worker.preflight import check_topics
 
@@ -41,7 +42,9 @@ def _register_function(layer: str) -> Register:
     return cast(Register, module.register)
 
 
-def build_apps(topology: Topology, layers: Sequence[str], **overrides: Any) -> list[Any]:
+def build_apps(
+    topology: Topology, layers: Sequence[str], *, fetch: Fetch | None = None, **overrides: Any
+) -> list[Any]:
     """One Faust app per layer, agents registered; nothing connects until the worker starts."""
     if not layers:
         raise ConfigError(f"no layers chosen; expected some of: {', '.join(available_layers())}")
@@ -54,7 +57,7 @@ def build_apps(topology: Topology, layers: Sequence[str], **overrides: Any) -> l
     ctx = LayerContext(topology)
     apps = []
     for layer in sorted(set(layers), key=LAYERS.index):
-        app = create_app(topology, layer, **overrides)
+        app = create_app(topology, layer, fetch=fetch, **overrides)
         _register_function(layer)(app, ctx)
         apps.append(app)
     return apps
@@ -65,13 +68,14 @@ def run_worker(
     layers: Sequence[str],
     *,
     http: HttpSettings | None = None,
+    fetch: Fetch | None = None,
     loglevel: str = "INFO",
 ) -> None:
     """Run until SIGTERM/SIGINT; an agent crash exits the process non-zero (see fatal.py).
 
     Missing topics or an unreachable Kafka raise before anything starts.
     """
-    apps = build_apps(topology, layers)
+    apps = build_apps(topology, layers, fetch=fetch)
     check_topics(topology)
     services: list[Any] = []
     if http is not None:  # every worker serves health and metrics; ingress only publishes
