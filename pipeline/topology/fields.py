@@ -7,6 +7,7 @@ the loader can report ``found X, expected Y`` without parsing pydantic's message
 from __future__ import annotations
 
 import re
+import reprlib
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -44,8 +45,14 @@ def show(value: object) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    text = repr(value) if isinstance(value, str) else str(value)
+    # reprlib, not str(): a YAML alias repeated inside aliases (a "billion laughs") is a small
+    # file whose full rendering would not be.
+    text = repr(value) if isinstance(value, str) else _SHORT.repr(value)
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxlist, _SHORT.maxdict, _SHORT.maxother = 3, 8, 8, 80
 
 
 def _matching(pattern: re.Pattern[str], expected: str) -> AfterValidator:

@@ -88,7 +88,10 @@ def read_yaml(path: Path) -> object:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise TopologyError([Problem(file, "<file>", str(exc), "a readable UTF-8 file")]) from None
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # its reader refuses control characters already
+    except yaml.YAMLError as exc:
+        raise TopologyError([Problem(file, "<file>", str(exc), "valid YAML")]) from None
     try:
         return loader.get_single_data()
     except yaml.MarkedYAMLError as exc:
