@@ -60,10 +60,11 @@ broker-stop: venv
 bench-deps:
 	command -v redis-server || (apt-get update && apt-get install -y redis-server)
 
+# BASELINE=loadtest/results/<run> adds a before/after section to the report.
 bench: venv bench-deps
 	$(BIN)/msm broker start
 	out=loadtest/results/$$(date +%Y%m%d-%H%M%S)-$$(git rev-parse --short HEAD); \
-	$(BIN)/python -m loadtest --out $$out; code=$$?; \
+	$(BIN)/python -m loadtest --out $$out $(if $(BASELINE),--baseline $(BASELINE)); code=$$?; \
 	if [ -f $$out/report.md ]; then \
 		rm -rf loadtest/results/latest && mkdir -p loadtest/results/latest && \
 		cp $$out/report.md $$out/*.png loadtest/results/latest/ 2>/dev/null; \
