@@ -51,7 +51,7 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: Text = "localhost:9092"
     replication_factor: int = Field(default=1, ge=1)
     min_insync_replicas: int = Field(default=1, ge=1)
-    client: dict[str, str] = Field(default_factory=dict)
+    client: dict[str, str] = Field(default_factory=dict, repr=False)  # may hold SASL secrets
 
     @field_validator("client", mode="before")
     @classmethod
