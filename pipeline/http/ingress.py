@@ -62,7 +62,9 @@ class Ingress:
         if event_type not in self.publisher.topology.events:
             raise self._unknown(event_type)
         _refuse_forbidden(decision, [])
-        body = await parsing.read_json(request, self.settings.max_request_bytes)
+        body = await parsing.read_json(
+            request, self.settings.max_request_bytes, self.settings.body_timeout_s
+        )
         event = parsing.single_event(request, event_type, body)
         ids = await self._accept([event], [], parsing.traceparent(request))
         return web.json_response({"ids": ids}, status=202)
@@ -70,7 +72,9 @@ class Ingress:
     async def post_batch(self, request: web.Request) -> web.Response:
         authorization = request.headers.get(hdrs.AUTHORIZATION)
         _refuse_unauthenticated(self.tokens.authorize(authorization, ()))
-        body = await parsing.read_json(request, self.settings.max_request_bytes)
+        body = await parsing.read_json(
+            request, self.settings.max_request_bytes, self.settings.body_timeout_s
+        )
         events, errors = parsing.batch_events(body)
         # Unknown types are a 400 below, not a 403 for a token that could never publish them.
         types = {e.event_type for e in events if e.event_type in self.publisher.topology.events}

@@ -6,6 +6,7 @@ Everything wrong with a request is collected as field details (``{"field", "mess
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass
@@ -65,8 +66,10 @@ def too_large(message: str) -> ApiError:
     return ApiError(413, "too_large", message)
 
 
-async def read_json(request: web.Request, max_bytes: int) -> object:
-    """The body as JSON; 400 naming line and column when it is not, 413 when it is too big."""
+async def read_json(request: web.Request, max_bytes: int, timeout_s: float) -> object:
+    """The body as JSON; 400 naming line and column when it is not, 413 when it is too big,
+    408 when it does not arrive within ``timeout_s`` (a client trickling its body would
+    otherwise hold a connection and its buffer for as long as it likes)."""
     if request.content_type not in JSON_TYPES and not request.content_type.endswith("+json"):
         raise bad_request(
             f"the body must be JSON (Content-Type: application/json), "
@@ -78,15 +81,23 @@ async def read_json(request: web.Request, max_bytes: int) -> object:
             f"the body is {request.content_length} bytes, over the limit of {max_bytes}"
         )
     try:
-        raw = await request.read()
+        async with asyncio.timeout(timeout_s):
+            raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise too_large(f"the body is over the limit of {max_bytes} bytes") from None
+    except TimeoutError:
+        message = f"the body did not arrive within {timeout_s:g} s"
+        raise ApiError(
+            408, "request_timeout", message, headers={"Connection": "close"}, retriable=True
+        ) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise bad_request(f"the body is not UTF-8 (byte {exc.start})", code="bad_json") from None
     try:
         return json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise bad_request("the body is JSON nested too deeply", code="bad_json") from None
     except json.JSONDecodeError as exc:
         raise bad_request(
             f"the body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",

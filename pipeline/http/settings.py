@@ -21,6 +21,7 @@ class HttpSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
     max_request_bytes: int = Field(default=8 * MiB, ge=1024)
+    body_timeout_s: float = Field(default=30.0, gt=0)  # a body not in by then: 408
     kafka_timeout_s: float = Field(default=10.0, gt=0)
     retry_after_s: int = Field(default=5, ge=1)
     ready_timeout_s: float = Field(default=2.0, gt=0)

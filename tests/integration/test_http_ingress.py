@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
+from yarl import URL
 
 from pipeline import headers as h
 from pipeline.avro import wire
@@ -415,3 +416,46 @@ async def test_kafka_unreachable_is_503_with_retry_after(
         assert [d["id"] for d in (await response.json())["details"]] == ["b0", "b1", "b2"]
         assert (await client.get("/healthz")).status == 200
         assert (await client.get("/readyz")).status == 503
+
+
+async def test_deep_json_is_400_and_a_slow_body_is_408_while_others_are_served(
+    env: Env,
+) -> None:
+    settings = HttpSettings(port=0, body_timeout_s=1.0)
+    server = await start_server(env.topology, settings, tokens=TokenStore())
+    url = URL(server.url)
+    try:
+        async with aiohttp.ClientSession(server.url) as client:
+            deep = b"[" * 100_000 + b"]" * 100_000
+            response = await client.post(
+                "/v1/events/user.deleted", data=deep, headers={"Content-Type": "application/json"}
+            )
+            assert response.status == 400
+            assert (await response.json())["error"] == "bad_json"
+            slow = [await _slow_post(str(url.host), int(url.port or 80)) for _ in range(20)]
+            started = time.monotonic()
+            ok = await client.post("/v1/events/user.deleted", json=USER)
+            assert ok.status == 202, "other clients are served while bodies trickle"
+            assert time.monotonic() - started < 1.0
+            answers = await asyncio.gather(*(_answer(reader) for reader, _ in slow))
+            assert all(a.startswith(b"HTTP/1.1 408") for a in answers), answers[:1]
+            for _, writer in slow:
+                writer.close()
+    finally:
+        await server.stop()
+
+
+async def _slow_post(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """Headers promising 1000 bytes, then one byte: the rest never comes."""
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(
+        b"POST /v1/events/user.deleted HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"
+    )
+    await writer.drain()
+    return reader, writer
+
+
+async def _answer(reader: asyncio.StreamReader) -> bytes:
+    async with asyncio.timeout(10):
+        return await reader.readline()
