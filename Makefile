@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-unit test-integration lint fmt broker-start broker-stop clean bench bench-smoke bench-deps
+.PHONY: venv run test test-unit test-integration lint fmt broker-start broker-stop clean bench bench-smoke bench-deps chaos chaos-smoke
 
 venv: $(STAMP)
 
@@ -40,13 +40,13 @@ test-integration: venv
 	$(BIN)/pytest -q tests/integration
 
 lint: venv
-	$(BIN)/ruff check pipeline tests loadtest
-	$(BIN)/ruff format --check pipeline tests loadtest
+	$(BIN)/ruff check pipeline tests loadtest chaos
+	$(BIN)/ruff format --check pipeline tests loadtest chaos
 	$(BIN)/mypy
 
 fmt: venv
-	$(BIN)/ruff format pipeline tests loadtest
-	$(BIN)/ruff check --fix pipeline tests loadtest
+	$(BIN)/ruff format pipeline tests loadtest chaos
+	$(BIN)/ruff check --fix pipeline tests loadtest chaos
 
 broker-start: venv
 	$(BIN)/msm broker start
@@ -76,6 +76,25 @@ bench-smoke: venv bench-deps
 	$(BIN)/python -m loadtest --smoke --out $$out; code=$$?; \
 	test -s $$out/report.md || { echo "bench-smoke: no report produced" >&2; exit 1; }; \
 	echo "bench-smoke: report at $$out/report.md"; exit $$code
+
+# Chaos suite (issue 6): faults under load, every event accounted for by a ledger; report under
+# chaos/results/<date>-<time>-<commit>/, copied to chaos/results/latest/. Fails (exit 1) when a
+# scenario lost, reordered or early-delivered an event, or crashed. The smoke run is CI's.
+chaos: venv
+	$(BIN)/msm broker start
+	out=chaos/results/$$(date +%Y%m%d-%H%M%S)-$$(git rev-parse --short HEAD); \
+	$(BIN)/python -m chaos --out $$out; code=$$?; \
+	if [ -f $$out/report.md ]; then \
+		rm -rf chaos/results/latest && mkdir -p chaos/results/latest && \
+		cp $$out/report.md chaos/results/latest/; \
+	fi; exit $$code
+
+chaos-smoke: venv
+	$(BIN)/msm broker start
+	out=$$(mktemp -d); \
+	$(BIN)/python -m chaos --smoke --out $$out; code=$$?; \
+	test -s $$out/report.md || { echo "chaos-smoke: no report produced" >&2; exit 1; }; \
+	echo "chaos-smoke: report at $$out/report.md"; exit $$code
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
