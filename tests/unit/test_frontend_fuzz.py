@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import string
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,18 +16,9 @@ from pipeline.agents.frontend_normalize import Accepted, Normalizer, Rejected
 from pipeline.avro import wire
 from pipeline.avro.schemas import load_schema
 from pipeline.topology import Topology, load_topology
+from tests.unit.test_frontend_normalize import NOW, REPO, TOPIC, V1
 
-REPO = Path(__file__).resolve().parents[2]
-NOW = 1_700_000_000_000
-TOPIC = "msm.in.file.uploaded"
-GOOD = {
-    "file_id": "f1",
-    "owner_id": "u1",
-    "path": "/a.png",
-    "size": 10,
-    "mime_type": "image/png",
-    "uploaded_at": NOW,
-}
+GOOD = V1
 # Each example must finish well inside this: a decoder that hangs fails the test.
 FAST = settings(
     max_examples=300, deadline=500, suppress_health_check=[HealthCheck.function_scoped_fixture]
