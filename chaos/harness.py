@@ -28,7 +28,7 @@ from chaos.handlers import WORK_ENV
 from chaos.ledger import ENV as LEDGER_ENV
 from chaos.ledger import LedgerTail
 from chaos.model import Exited
-from loadtest.msm_run import _close_quietly, _delete_topics
+from loadtest.msm_run import close_quietly, delete_topics
 from loadtest.procs import WorkerProcess
 from pipeline.client import Publisher
 from pipeline.topology import Topology, load_topology
@@ -170,11 +170,11 @@ def chaos_pipeline(
     env = {LEDGER_ENV: str(ledger_dir), WORK_ENV: str(work_ms)}
     with ExitStack() as stack:
         apply_topology(topology, admin)
-        stack.callback(_delete_topics, admin, topology)
+        stack.callback(delete_topics, admin, topology)
         workers = LayerWorkers(path, work_dir, env)
         stack.callback(workers.stop_all)
         say(f"namespace {namespace}: starting one worker per layer")
         workers.start_all()
         publisher = Publisher(topology)
-        stack.callback(_close_quietly, publisher)
+        stack.callback(close_quietly, publisher)
         yield Harness(topology, workers, publisher, LedgerTail(ledger_dir), say)

@@ -148,7 +148,7 @@ def msm_pipeline(
     admin = AdminClient({"bootstrap.servers": ctx.bootstrap, "log_level": 0})
     with ExitStack() as stack:
         apply_topology(topology, admin)
-        stack.callback(_delete_topics, admin, topology)
+        stack.callback(delete_topics, admin, topology)
         procs = []
         for i in range(workers):
             env = {LEDGER_ENV: str(ledger_dir)}
@@ -160,16 +160,17 @@ def msm_pipeline(
         lag = LagSampler(ctx.bootstrap, namespace).start()
         stack.callback(lag.stop)
         pipeline = Pipeline(topology, LedgerTail(ledger_dir), lag)
-        stack.callback(_close_quietly, pipeline.publisher)
+        stack.callback(close_quietly, pipeline.publisher)
         yield pipeline
 
 
-def _close_quietly(publisher: Publisher) -> None:
+def close_quietly(publisher: Publisher) -> None:
+    """Flush and close, ignoring errors: used on the way out of a run (bench or chaos)."""
     with suppress(Exception):
         publisher.close(timeout_s=10)
 
 
-def _delete_topics(admin: AdminClient, topology: Topology) -> None:
+def delete_topics(admin: AdminClient, topology: Topology) -> None:
     """The namespace's topics and its layers' consumer groups (the workers have left them)."""
     names = [p.name for p in plan_topics(topology)]
     groups = [f"{topology.namespace}.{layer}" for layer in LAYERS]
