@@ -20,6 +20,7 @@ from pipeline import headers as h
 from pipeline.avro import wire
 from pipeline.avro.schemas import EventSchemas, load_schema
 from pipeline.client.ids import event_id_time
+from pipeline.tasks.reader import partition_for
 from pipeline.topology import Topology
 from pipeline.topology.topics import HEADROOM, TopicNames
 from tests.integration._worker_proc import (
@@ -196,8 +197,20 @@ def test_an_event_without_id_gets_a_uuid7(fe: Frontend) -> None:
     assert event_id_time(r.header[h.EVENT_ID].decode()) is not None
 
 
-def test_per_key_order_survives_the_frontend(fe: Frontend) -> None:
-    keys = [_unique(f"order{i}") for i in range(4)]
+def _keys_over_partitions(prefix: str, count: int, partitions: int) -> list[str]:
+    """Keys whose i-th lands on partition i % partitions, so the test spans partitions by design."""
+    keys: list[str] = []
+    while len(keys) < count:
+        key = _unique(prefix)
+        if partition_for(key.encode(), partitions) == len(keys) % partitions:
+            keys.append(key)
+    return keys
+
+
+def test_per_key_order_survives_the_frontend(fe: Frontend, admin: AdminClient) -> None:
+    partitions = len(admin.list_topics(fe.ingress, timeout=10).topics[fe.ingress].partitions)
+    assert partitions > 1, "the ingress topic must have several partitions for this test"
+    keys = _keys_over_partitions("order", 4, partitions)
     count = 150
     sent: list[Sent] = [
         (k.encode(), as_json(file_uploaded(k, size=seq)), []) for seq in range(count) for k in keys
@@ -213,7 +226,8 @@ def test_per_key_order_survives_the_frontend(fe: Frontend) -> None:
         assert mine[0].partition == ingress_partition[key.encode()], "same partition every hop"
         sizes = [_size(r) for r in sorted(mine, key=lambda r: r.offset)]
         assert sizes == list(range(count))
-    assert len({ingress_partition[k.encode()] for k in keys}) > 1, "keys spread over partitions"
+    expected = {k.encode(): partition_for(k.encode(), partitions) for k in keys}
+    assert ingress_partition == expected, "the client partitions like Kafka's murmur2"
 
 
 def test_only_delayed_events_go_to_the_scheduler(fe: Frontend) -> None:
