@@ -41,10 +41,16 @@ SUBSCRIBERS: dict[str, bool] = {"plain": False, "ordered": True}  # name -> orde
 
 
 def chaos_document(
-    namespace: str, bootstrap: str, *, partitions: int, concurrency: int = 8
+    namespace: str,
+    bootstrap: str,
+    *,
+    partitions: int,
+    concurrency: int = 8,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """``chaos.event`` keyed by ``key``; an unordered and an ordered subscriber, both deduped."""
-    subs = {
+    """``chaos.event`` keyed by ``key``; an unordered and an ordered subscriber, both deduped,
+    plus a scenario's ``extra`` subscribers (name -> spec)."""
+    subs: dict[str, Any] = {
         name: {
             "events": [EVENT_TYPE],
             "handler": HANDLER,
@@ -55,6 +61,7 @@ def chaos_document(
         }
         for name, ordered in SUBSCRIBERS.items()
     }
+    subs.update({name: dict(spec) for name, spec in (extra or {}).items()})
     return {
         "namespace": namespace,
         "kafka": {"bootstrap_servers": bootstrap},
@@ -136,6 +143,8 @@ class Harness:
     ledger: LedgerTail
     say: Callable[[str], None]
     kills: list[Kill] = field(default_factory=list)
+    # subscribers that record every event they run (name -> ordered): what drain waits for
+    checked: dict[str, bool] = field(default_factory=lambda: dict(SUBSCRIBERS))
 
     def kill_and_restart(self, layer: str, down_s: float) -> Kill:
         """SIGKILL ``layer``'s worker, leave it down ``down_s``, start a new one, wait ready."""
@@ -157,21 +166,24 @@ def chaos_pipeline(
     *,
     partitions: int = 6,
     work_ms: float = 2.0,
+    extra: Mapping[str, Mapping[str, Any]] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Harness]:
-    """A running pipeline, one worker per layer, under a fresh namespace; torn down on exit."""
+    """A running pipeline, one worker per layer, under a fresh namespace; torn down on exit.
+    ``extra`` subscribers join the document; ``env`` joins the workers' environment."""
     ledger_dir = work_dir / "ledger"
     ledger_dir.mkdir(parents=True, exist_ok=True)
     namespace = f"chaos{uuid.uuid4().hex[:10]}"
     path = work_dir / "topology.yaml"
-    doc = chaos_document(namespace, bootstrap, partitions=partitions)
+    doc = chaos_document(namespace, bootstrap, partitions=partitions, extra=extra)
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
     topology = load_topology(path)
     admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0})
-    env = {LEDGER_ENV: str(ledger_dir), WORK_ENV: str(work_ms)}
+    worker_env = {**(env or {}), LEDGER_ENV: str(ledger_dir), WORK_ENV: str(work_ms)}
     with ExitStack() as stack:
         apply_topology(topology, admin)
         stack.callback(delete_topics, admin, topology)
-        workers = LayerWorkers(path, work_dir, env)
+        workers = LayerWorkers(path, work_dir, worker_env)
         stack.callback(workers.stop_all)
         say(f"namespace {namespace}: starting one worker per layer")
         workers.start_all()

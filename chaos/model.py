@@ -41,11 +41,14 @@ class ScenarioResult:
     exits: list[Exited] = field(default_factory=list)
     drain_s: float | None = None  # publishing end -> all executed; None: timed out
     notes: list[str] = field(default_factory=list)
+    # scenario-specific broken promises (a p99 regression, a 202 while Kafka was down, ...)
+    failures: list[str] = field(default_factory=list)
 
     def problems(self) -> list[str]:
         """Every broken promise; empty means the scenario passed."""
         found = [p for c in self.checks for p in c.problems()]
         found += [f"{e.target} worker (pid {e.pid}) exited {e.code} on its own" for e in self.exits]
+        found += self.failures
         if not any(c.published for c in self.checks):
             found.append("nothing was published")
         return found

@@ -1,22 +1,16 @@
-"""The scenarios, by name, in the order a full run takes them.
-
-Each is ``run(ctx) -> ScenarioResult``: it drives load and faults through a
-:func:`chaos.harness.chaos_pipeline`, waits until every acknowledged event ran (or nothing
-moves for a while), lets late repeats land, and hands the ledger to the checker.
-"""
+"""Scenario 1: SIGKILL each layer's worker in turn mid-stream, then restart it."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-from chaos.checker import Published, busy_at, check
+from chaos.checker import busy_at, check
+from chaos.drive import drain, load_for
 from chaos.generator import Generator
-from chaos.harness import SUBSCRIBERS, Harness, chaos_pipeline
+from chaos.harness import SUBSCRIBERS, chaos_pipeline
 from chaos.model import ChaosContext, ScenarioResult
 from pipeline.topology.topics import LAYERS
 
-Scenario = Callable[[ChaosContext], ScenarioResult]
 DOWN_S = 2.0  # how long a killed worker stays down before its replacement starts
 WORK_MS = 2.0  # handler time per task, so some are in flight when execution is killed
 
@@ -44,12 +38,12 @@ def kill_layers(ctx: ChaosContext) -> ScenarioResult:
         started = time.time_ns()
         with gen.running():
             for layer in LAYERS:
-                _load_for(h, gen, segment)
+                load_for(h, gen, segment)
                 h.kill_and_restart(layer, DOWN_S)
-            _load_for(h, gen, segment)
+            load_for(h, gen, segment)
         sent = gen.result()
         ctx.say(f"published {len(sent.published)} ({sent.refused} refused); draining")
-        drain_s = _drain(h, sent.published, ctx.seconds(60, 30), ctx.seconds(900, 300))
+        drain_s = drain(h, sent.published, ctx.seconds(60, 30), ctx.seconds(900, 300))
         time.sleep(ctx.seconds(10, 3))  # repeats may trail the last first execution
         h.ledger.poll()
         h.workers.supervise()
@@ -69,45 +63,3 @@ def kill_layers(ctx: ChaosContext) -> ScenarioResult:
                 f"the last {busy[1]:.0f} ms before the kill"
             )
     return ScenarioResult("kill-layers", started, checks, kills, settings, exits, drain_s, notes)
-
-
-def _load_for(h: Harness, gen: Generator, seconds: float) -> None:
-    """Let the load run, replacing workers that die on their own and reading the ledger."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        time.sleep(min(0.5, max(0.0, end - time.monotonic())))
-        for gone in h.workers.supervise():
-            h.say(f"[red]{gone.target} worker (pid {gone.pid}) exited {gone.code}[/red]")
-        h.ledger.poll()
-    h.say(f"{gen.sent} sent, {len(h.ledger.executions)} executions recorded")
-
-
-def _drain(h: Harness, published: list[Published], idle_s: float, cap_s: float) -> float | None:
-    """Seconds until every subscriber ran every acknowledged event; None when none ran for
-    ``idle_s`` (stuck: what is missing is lost) or after ``cap_s``. A backlog still moving is
-    waited for: slow is not lost."""
-    began = last_progress = said = time.monotonic()
-    wanted = {p.event_id for p in published}
-    remaining = {sub: set(wanted) for sub in SUBSCRIBERS}
-    for execution in h.ledger.executions:
-        remaining.get(execution.subscriber, set()).discard(execution.event_id)
-    while any(remaining.values()):
-        now = time.monotonic()
-        if now - last_progress > idle_s or now - began > cap_s:
-            counts = ", ".join(f"{s}: {len(r)}" for s, r in remaining.items())
-            h.say(f"[red]drain gave up after {now - began:.0f} s; missing {counts}[/red]")
-            return None
-        time.sleep(0.25)
-        h.workers.supervise()
-        before = sum(len(r) for r in remaining.values())
-        for execution in h.ledger.poll():
-            remaining.get(execution.subscriber, set()).discard(execution.event_id)
-        if sum(len(r) for r in remaining.values()) < before:
-            last_progress = time.monotonic()
-        if any(remaining.values()) and time.monotonic() - said > 5:
-            said = time.monotonic()
-            h.say("waiting for " + ", ".join(f"{s}: {len(r)}" for s, r in remaining.items()))
-    return time.monotonic() - began
-
-
-SCENARIOS: dict[str, Scenario] = {"kill-layers": kill_layers}

@@ -1,0 +1,17 @@
+"""The scenarios, by name, in the order a full run takes them.
+
+Each is ``run(ctx) -> ScenarioResult``: it drives load and faults through a
+:func:`chaos.harness.chaos_pipeline`, waits until every acknowledged event ran (or nothing
+moves for a while), lets late repeats land, and hands the ledger to the checker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from chaos.model import ChaosContext, ScenarioResult
+from chaos.scenarios.kill_layers import kill_layers
+
+Scenario = Callable[[ChaosContext], ScenarioResult]
+
+SCENARIOS: dict[str, Scenario] = {"kill-layers": kill_layers}
