@@ -80,8 +80,8 @@ bench-smoke: venv bench-deps
 # Chaos suite (issue 6): faults under load, every event accounted for by a ledger; report under
 # chaos/results/<date>-<time>-<commit>/, copied to chaos/results/latest/. Fails (exit 1) when a
 # scenario lost, reordered or early-delivered an event, or crashed. The smoke run is CI's.
-# The smoke runs the kill-and-restart scenario for seconds; CHAOS_SMOKE=a,b picks others.
-CHAOS_SMOKE ?= kill-layers
+# The smoke runs the two kill-and-restart scenarios (layers, broker) for seconds each.
+CHAOS_SMOKE ?= kill-layers,broker-kill
 
 chaos: venv
 	$(BIN)/msm broker start

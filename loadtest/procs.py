@@ -25,7 +25,8 @@ FAST_SESSIONS = {
 
 
 class WorkerProcess:
-    """``msm --topology <path> worker --no-http [--layers ...]``."""
+    """``msm --topology <path> worker --no-http [--layers ...]`` (``--http-port N`` instead of
+    ``--no-http`` when ``http_port`` is given: the HTTP ingress, with the frontend layer)."""
 
     def __init__(
         self,
@@ -35,10 +36,12 @@ class WorkerProcess:
         layers: str | None = None,
         env: Mapping[str, str] | None = None,
         log_level: str = "INFO",
+        http_port: int | None = None,
     ) -> None:
         self.log_path = log_path
         self._log = log_path.open("ab")
-        command = [str(MSM), "--topology", str(topology_path), "worker", "--no-http"]
+        http = ["--no-http"] if http_port is None else ["--http-port", str(http_port)]
+        command = [str(MSM), "--topology", str(topology_path), "worker", *http]
         command += ["--log-level", log_level]
         if layers:
             command += ["--layers", layers]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from chaos.model import ChaosContext, ScenarioResult
+from chaos.scenarios.broker import broker_kill
 from chaos.scenarios.kill_layers import kill_layers
 
 Scenario = Callable[[ChaosContext], ScenarioResult]
 
-SCENARIOS: dict[str, Scenario] = {"kill-layers": kill_layers}
+SCENARIOS: dict[str, Scenario] = {"kill-layers": kill_layers, "broker-kill": broker_kill}

@@ -9,13 +9,16 @@ holds only once the target has been seen missing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
+
+from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
 __all__ = ["Change", "HealthState", "assigned_topics"]
 
 FAILURES_TO_HOLD = 2
+GROUP_ID_NOT_FOUND = 69  # a group no worker ever joined: no members, not an error
 
 
 class Change(StrEnum):
@@ -47,12 +50,17 @@ class HealthState:
         return None
 
 
-def assigned_topics(members: Iterable[Any]) -> set[str]:
-    """Topics some member of a consumer group has a partition of, from the ``members`` of
-    confluent-kafka's ``ConsumerGroupDescription``."""
+def assigned_topics(group: Mapping[str, Any]) -> set[str] | None:
+    """Topics some member of a described consumer group holds a partition of; None when the
+    describe failed (no verdict). ``group`` is one group of a DescribeGroups response as
+    aiokafka's ``to_object()`` gives it; members' assignments are the consumer protocol's bytes.
+    """
+    if group.get("error_code", 0) not in (0, GROUP_ID_NOT_FOUND):
+        return None
     topics: set[str] = set()
-    for member in members:
-        assignment = getattr(member, "assignment", None)
-        for tp in getattr(assignment, "topic_partitions", None) or ():
-            topics.add(tp.topic)
+    for member in group.get("members") or ():
+        raw = member.get("member_assignment")
+        if raw:
+            assignment = ConsumerProtocolMemberAssignment.decode(raw)
+            topics.update(topic for topic, partitions in assignment.assignment if partitions)
     return topics

@@ -16,10 +16,8 @@ import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient
+from aiokafka.admin import AIOKafkaAdminClient
 
 from pipeline.agents.delivery_health import Change, HealthState, assigned_topics
 from pipeline.agents.delivery_http import Session, probe
@@ -78,46 +76,67 @@ async def watch_endpoint(target: Target, url: str, session: Session) -> None:
 
 
 class ExecutionGroup:
-    """Which ``<ns>.exec.<s>`` topics have a live member of the execution group."""
+    """Which ``<ns>.exec.<s>`` topics have a live member of the execution group.
+
+    Asked through aiokafka's admin client, not librdkafka's: librdkafka's
+    ``describe_consumer_groups`` aborts the whole process (an assertion on ``eonce->refcnt``,
+    confluentinc/librdkafka#4605) when its coordinator lookup times out around a broker
+    restart, which the chaos suite's broker-kill scenario hit in the delivery worker.
+    """
 
     def __init__(self, kafka: KafkaSettings, group: str) -> None:
-        self._config: dict[str, Any] = {
-            "log_level": 0,
-            **kafka.client,
-            "bootstrap.servers": kafka.bootstrap_servers,
-        }
+        self._bootstrap = kafka.bootstrap_servers
         self.group = group
-        self._admin: AdminClient | None = None
+        self._admin: AIOKafkaAdminClient | None = None
 
-    def assigned(self) -> set[str] | None:
+    async def assigned(self) -> set[str] | None:
         """Topics assigned to some member; None when Kafka did not answer (no verdict)."""
-        if self._admin is None:
-            self._admin = AdminClient(self._config)
-        futures = self._admin.describe_consumer_groups(
-            [self.group], request_timeout=DESCRIBE_TIMEOUT_S
-        )
         try:
-            description = futures[self.group].result(timeout=DESCRIBE_TIMEOUT_S + 1)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
-                return set()
-            log.debug("describing group %s failed: %s", self.group, exc)
-            return None
-        except Exception as exc:  # a timed-out future, a broker gone
+            async with asyncio.timeout(DESCRIBE_TIMEOUT_S):
+                admin = await self._connected()
+                responses = await admin.describe_consumer_groups([self.group])
+        except Exception as exc:  # a timeout, a broker gone, a coordinator moving
             log.debug("describing group %s failed: %r", self.group, exc)
+            await self.close()  # a fresh client next time: no state left from the outage
             return None
-        return assigned_topics(description.members or ())
+        groups = [g for r in responses for g in r.to_object()["groups"] if g["group"] == self.group]
+        return assigned_topics(groups[0]) if groups else None
+
+    async def _connected(self) -> AIOKafkaAdminClient:
+        if self._admin is None:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=self._bootstrap,
+                request_timeout_ms=int(DESCRIBE_TIMEOUT_S * 1000),
+                client_id=f"{self.group}-watch",
+            )
+            try:
+                await admin.start()
+            except BaseException:
+                await admin.close()
+                raise
+            self._admin = admin
+        return self._admin
+
+    async def close(self) -> None:
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                await admin.close()
+            except Exception as exc:  # closing a client whose broker is gone
+                log.debug("closing the admin client of %s: %r", self.group, exc)
 
 
 async def watch_execution(group: ExecutionGroup, targets: Mapping[str, Target]) -> None:
     """``targets`` by exec topic; check their workers forever (cancelled on stop)."""
-    while True:
-        started = time.monotonic()
-        topics = await asyncio.to_thread(group.assigned)
-        if topics is not None:
-            for topic, target in targets.items():
-                ok = topic in topics
-                what = f"execution workers {'present' if ok else 'missing'} on {topic}"
-                target.observe(ok, what)
-        await _every(INTERVAL_S, started)
+    try:
+        while True:
+            started = time.monotonic()
+            topics = await group.assigned()
+            if topics is not None:
+                for topic, target in targets.items():
+                    ok = topic in topics
+                    what = f"execution workers {'present' if ok else 'missing'} on {topic}"
+                    target.observe(ok, what)
+            await _every(INTERVAL_S, started)
+    finally:
+        await group.close()
