@@ -13,6 +13,9 @@ from chaos.checker import Kill, SubscriberCheck
 from chaos.model import Outcome, ScenarioResult
 
 REPORT = "report.md"
+# Hand-kept: what each scenario found in MSM and what was fixed. Copied into every report, so
+# the numbers and the history of what it took to reach them are read together.
+FINDINGS = Path(__file__).resolve().parent / "FINDINGS.md"
 DEFINITIONS = [
     "published: events Kafka acknowledged to the generator (only those are owed)",
     "executed: distinct published events the subscriber's handler ran at least once",
@@ -80,6 +83,8 @@ def render(
             lines += [f"Failed after {outcome.seconds:.0f} s:", "", "```", outcome.error, "```", ""]
             continue
         lines += _scenario(outcome.result, outcome.seconds)
+    if FINDINGS.exists():
+        lines += ["", FINDINGS.read_text(encoding="utf-8").strip(), ""]
     return "\n".join(lines)
 
 
