@@ -11,8 +11,13 @@ from collections.abc import Callable
 
 from chaos.model import ChaosContext, ScenarioResult
 from chaos.scenarios.broker import broker_kill
+from chaos.scenarios.endpoint import slow_endpoint
 from chaos.scenarios.kill_layers import kill_layers
 
 Scenario = Callable[[ChaosContext], ScenarioResult]
 
-SCENARIOS: dict[str, Scenario] = {"kill-layers": kill_layers, "broker-kill": broker_kill}
+SCENARIOS: dict[str, Scenario] = {
+    "kill-layers": kill_layers,
+    "broker-kill": broker_kill,
+    "slow-endpoint": slow_endpoint,
+}

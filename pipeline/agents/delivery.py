@@ -7,7 +7,8 @@ tasks go to execution through ``<ns>.exec.<s>`` (``handler:``) or are pushed ove
 (``endpoint:``, :mod:`delivery_endpoint`). Failed attempts, HTTP ones and the outcome records
 execution sends to ``<ns>.outcomes``, take one path (:mod:`delivery_failures`): retry through
 the scheduler's delay tiers, or the dead-letter topic. Targets are watched in the background
-(:mod:`delivery_watch`); one with no healthy instance is held, not failed.
+(:mod:`delivery_watch`); one with no healthy instance is held, not failed, and so is an
+endpoint that answers 429 or 503 with ``Retry-After``, until then (:mod:`delivery_endpoint`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import aiohttp
@@ -34,13 +34,18 @@ from pipeline.agents.delivery_policy import (
     ErrorEntry,
     Outcome,
 )
-from pipeline.gate.capacity import Aimd
+from pipeline.gate.capacity import Aimd, Signal
 from pipeline.gate.pump import Pump, Task
 from pipeline.metrics import Metrics
 from pipeline.tasks import TaskState
 from pipeline.topology.subscribers import SubscriberSpec
 
 log = logging.getLogger(__name__)
+
+RETRY_AFTER = "retry-after"  # the pump's hold while an endpoint asked to be left alone
+# Answers whose Retry-After speaks for the whole endpoint (RFC 9110: unavailable, or this
+# client sends too much), not for one request.
+_BACK_OFF = frozenset({Signal.THROTTLED, Signal.UNAVAILABLE})
 
 
 class Pusher(Protocol):
@@ -100,7 +105,9 @@ def handler_process(
 
 class EndpointDelivery:
     """Pushes one subscriber's tasks to its endpoint; ``pump`` is its gate, whose adaptive limit
-    follows the endpoint's health (AIMD)."""
+    follows the endpoint's health (AIMD), and which a 429 or 503 with ``Retry-After`` holds
+    until then: the backlog waits in Kafka and an outage costs only the tasks in flight an
+    attempt, where dispatching on would burn every task's attempts against a closed door."""
 
     def __init__(
         self,
@@ -216,3 +223,17 @@ class EndpointDelivery:
             # The limit never stays above what the gate allows anyway (this worker's share).
             self.aimd.limit = min(self.aimd.limit, self.pump.limit)
             self.pump.adaptive = self.aimd.record(result.signal)
+            if result.retry_after is not None and result.signal in _BACK_OFF:
+                self._back_off(self.pump, result.retry_after, result.status)
+
+    def _back_off(self, pump: Pump, retry_after: timedelta, status: int | None) -> None:
+        """Hold every task until the endpoint's ``Retry-After``, at most the subscriber's
+        longest retry back-off (so one bad header cannot park it for a day)."""
+        seconds = min(retry_after, self.spec.retry.max).total_seconds()
+        if pump.hold_for(RETRY_AFTER, seconds):
+            log.info(
+                "delivery %s: endpoint answered %s with Retry-After: deliveries paused %g s",
+                self.spec.name,
+                status,
+                seconds,
+            )

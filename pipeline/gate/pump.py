@@ -11,7 +11,7 @@ A parked task is dispatched (``process`` called) while every limit allows it:
 * in flight below :attr:`Pump.limit`: this worker's share of ``max_in_flight`` (its share of the
   topic's partitions), lowered further by ``concurrency`` and ``adaptive`` when set;
 * a token from the rate limiter (the same share of ``rate``);
-* no hold (an unhealthy target, an operator's pause);
+* no hold (an unhealthy target, a target's ``Retry-After``, an operator's pause);
 * ``ordered``: nothing else of its partition in flight, and it is the partition's oldest.
 
 Among the tasks that could go, priority lanes decide (high before normal before low, with the
@@ -119,6 +119,7 @@ class Pump:
         self._revoked: dict[TP, asyncio.Event] = {}
         self._unheld = asyncio.Event()
         self._unheld.set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}  # holds that end by themselves
         self._stopped = False
         self.in_flight = 0
         self.parked = 0
@@ -156,7 +157,29 @@ class Pump:
             self._m_held.set(1)
             log.debug("%s %s: held: %s", self.layer, self.subscriber, reason)
 
+    def hold_for(self, reason: str, seconds: float) -> bool:
+        """Hold for ``seconds`` (a target's ``Retry-After``), then release by itself; a hold
+        already ending later under the same reason is kept. True when it was not held so."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + max(0.0, seconds)
+        timer = self._timers.get(reason)
+        if timer is not None and timer.when() >= until:
+            return False
+        new = reason not in self._holds
+        if timer is not None:
+            timer.cancel()
+        self.hold(reason)
+        self._timers[reason] = loop.call_at(until, self._expire, reason)
+        return new
+
+    def _expire(self, reason: str) -> None:
+        self._timers.pop(reason, None)
+        self.release(reason)
+
     def release(self, reason: str) -> None:
+        timer = self._timers.pop(reason, None)
+        if timer is not None:
+            timer.cancel()
         if reason in self._holds:
             self._holds.discard(reason)
             self._m_held.set(1 if self._holds else 0)
@@ -377,6 +400,9 @@ class Pump:
     async def stop(self) -> None:
         """Start nothing more; cancel what runs (its offsets stay uncommitted: redelivered)."""
         self._stopped = True
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         self.revoke(list(self._parts))
         for job in list(self._running):
             job.cancel()

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline import headers as h
 from pipeline.agents.delivery_endpoint import (
+    RETRY_AFTER,
     EndpointDelivery,
     handler_process,
     next_attempt_headers,
@@ -211,8 +212,9 @@ def test_attempt_headers() -> None:
 
 
 class Script:
-    def __init__(self, statuses: Sequence[int]) -> None:
+    def __init__(self, statuses: Sequence[int], retry_after: str | None = None) -> None:
         self.statuses = list(statuses)
+        self.retry_after = retry_after
         self.calls: list[Mapping[str, str]] = []
         self.bodies: list[bytes] = []
 
@@ -230,7 +232,9 @@ class Script:
         self.calls.append(headers)
         self.bodies.append(body)
         status = self.statuses.pop(0)
-        return result_for_status(status, "R", b"", None, attempt=attempt, now=now(), seconds=0.01)
+        return result_for_status(
+            status, "R", b"", self.retry_after, attempt=attempt, now=now(), seconds=0.01
+        )
 
 
 def _task(value: bytes | None = None) -> Task:
@@ -240,9 +244,14 @@ def _task(value: bytes | None = None) -> Task:
     return Task(("ns.sub.s", 0), 5, b"key", value or payload, dict(headers), headers, 0)
 
 
-async def _deliver(spec: SubscriberSpec, statuses: Sequence[int], task: Task | None = None) -> Any:
+async def _deliver(
+    spec: SubscriberSpec,
+    statuses: Sequence[int],
+    task: Task | None = None,
+    retry_after: str | None = None,
+) -> Any:
     producer = Producer()
-    script = Script(statuses)
+    script = Script(statuses, retry_after)
     session = Session()
     topology = load_topology(REPO / "topology.yaml")
     metrics = make_metrics(CollectorRegistry())
@@ -281,6 +290,32 @@ async def test_unordered_failure_goes_back_through_accepted_and_halves_the_limit
     assert dict(headers)[h.ATTEMPT] == b"2"
     assert h.FIRST_ATTEMPT_AT in dict(headers)
     assert delivery.pump.adaptive == 4  # 503: trouble, the AIMD limit halves
+
+
+@pytest.mark.parametrize("status", [503, 429])
+async def test_retry_after_on_503_or_429_holds_the_whole_subscriber_until_then(
+    status: int,
+) -> None:
+    producer, _script, delivery = await _deliver(_spec(), [status], retry_after="1")
+    assert delivery.pump.held  # the other tasks wait in Kafka instead of burning attempts
+    [(_, _, _, headers)] = producer.to(NAMES.accepted)
+    assert dict(headers)[h.ATTEMPT] == b"2"  # the task that got the answer is retried
+    delivery.pump.release(RETRY_AFTER)
+
+
+async def test_a_retry_after_hold_lasts_at_most_the_longest_back_off() -> None:
+    _producer, _script, delivery = await _deliver(_spec(), [503], retry_after="86400")
+    assert delivery.pump.held
+    await asyncio.sleep(0.05)  # retry.max is 20 ms
+    assert not delivery.pump.held
+
+
+@pytest.mark.parametrize(("status", "retry_after"), [(503, None), (500, "1"), (502, "1")])
+async def test_no_hold_without_retry_after_or_for_other_statuses(
+    status: int, retry_after: str | None
+) -> None:
+    _producer, _script, delivery = await _deliver(_spec(), [status], retry_after=retry_after)
+    assert not delivery.pump.held
 
 
 async def test_ordered_task_is_retried_in_place_until_it_succeeds() -> None:

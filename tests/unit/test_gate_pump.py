@@ -238,3 +238,29 @@ async def test_an_in_place_retry_waits_out_a_hold_and_stops_on_revocation() -> N
     await asyncio.sleep(0.01)
     pump.revoke([tp])
     assert not await asyncio.wait_for(revoked, 1)  # its new owner has the task
+
+
+async def test_a_timed_hold_releases_itself_and_only_a_later_one_extends_it() -> None:
+    rec = Recorder()
+    pump = Pump("delivery", "s", rec.process, max_in_flight=4, partitions=1)
+    assert pump.hold_for("retry-after", 0.05)
+    assert not pump.hold_for("retry-after", 0.01)  # ends sooner: the longer hold stands
+    assert not pump.hold_for("retry-after", 0.1)  # ends later: extended, but not new
+    tasks = [_task(0, i) for i in range(3)]
+    await pump.intake((t, rec.ack(t)) for t in tasks)
+    draining = asyncio.create_task(_drain(pump, rec, 3))
+    await asyncio.sleep(0.07)
+    assert pump.held
+    assert rec.started == []  # the 0.1 s hold still stands
+    await draining
+    assert not pump.held
+
+
+async def test_releasing_a_timed_hold_early_cancels_its_timer() -> None:
+    pump = Pump("delivery", "s", Recorder().process, max_in_flight=1, partitions=1)
+    pump.hold_for("retry-after", 0.01)
+    pump.release("retry-after")
+    pump.hold("retry-after")  # the same reason held again, now without an end
+    await asyncio.sleep(0.03)
+    assert pump.held  # the first hold's timer did not release the second
+    await pump.stop()
