@@ -13,11 +13,13 @@ from chaos.model import ChaosContext, ScenarioResult
 from chaos.scenarios.broker import broker_kill
 from chaos.scenarios.endpoint import slow_endpoint
 from chaos.scenarios.kill_layers import kill_layers
+from chaos.scenarios.poison import failing_handlers
 
 Scenario = Callable[[ChaosContext], ScenarioResult]
 
 SCENARIOS: dict[str, Scenario] = {
     "kill-layers": kill_layers,
     "broker-kill": broker_kill,
+    "failing-handlers": failing_handlers,
     "slow-endpoint": slow_endpoint,
 }
