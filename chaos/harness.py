@@ -80,6 +80,7 @@ class LayerWorkers:
     env: Mapping[str, str]
     procs: dict[str, WorkerProcess] = field(default_factory=dict)
     exits: list[Exited] = field(default_factory=list)
+    extras: dict[str, WorkerProcess] = field(default_factory=dict)  # name -> worker on top
     _started: int = 0
 
     def start(self, layer: str) -> WorkerProcess:
@@ -104,6 +105,25 @@ class LayerWorkers:
         proc.stop()  # only closes its log now
         return proc.pid, at
 
+    def start_extra(self, name: str, layers: str | None = None) -> WorkerProcess:
+        """One more worker on top of the per-layer ones (``layers`` None: all), not waited for.
+        Not replaced if it exits on its own: :meth:`supervise` only records that."""
+        self._started += 1
+        log = self.log_dir / f"{self._started:02d}-{name}.log"
+        proc = WorkerProcess(self.topology_path, log, layers=layers, env=self.env)
+        self.extras[name] = proc
+        return proc
+
+    def stop_extra(self, name: str, *, kill: bool = False) -> tuple[int, int, int]:
+        """SIGTERM extra ``name`` and wait (SIGKILL if it hangs), or SIGKILL it; (pid, when,
+        exit code)."""
+        proc = self.extras.pop(name)
+        at = time.time_ns()
+        if kill:
+            proc.proc.kill()
+            proc.proc.wait(30)
+        return proc.pid, at, proc.stop(15.0)
+
     def restart(self, layer: str, timeout_s: float = 120.0) -> WorkerProcess:
         proc = self.start(layer)
         proc.wait_ready(timeout_s)
@@ -119,15 +139,22 @@ class LayerWorkers:
             found.append(Exited(layer, proc.pid, code, time.time_ns(), proc.tail(3000)))
             proc.stop()
             self.start(layer)
+        for name, proc in list(self.extras.items()):
+            code = proc.proc.poll()
+            if code is not None:
+                found.append(Exited(name, proc.pid, code, time.time_ns(), proc.tail(3000)))
+                proc.stop()
+                del self.extras[name]
         self.exits.extend(found)
         return found
 
     def stop_all(self) -> None:
         """SIGTERM all at once (each takes a second or two), then reap; SIGKILL stragglers."""
-        for proc in self.procs.values():
+        procs = [*self.procs.values(), *self.extras.values()]
+        for proc in procs:
             if proc.proc.poll() is None:
                 proc.proc.terminate()
-        for proc in self.procs.values():
+        for proc in procs:
             try:
                 proc.proc.wait(30)
             except subprocess.TimeoutExpired:

@@ -14,12 +14,14 @@ from chaos.scenarios.broker import broker_kill
 from chaos.scenarios.endpoint import slow_endpoint
 from chaos.scenarios.kill_layers import kill_layers
 from chaos.scenarios.poison import failing_handlers
+from chaos.scenarios.storm import rebalance_storm
 
 Scenario = Callable[[ChaosContext], ScenarioResult]
 
 SCENARIOS: dict[str, Scenario] = {
     "kill-layers": kill_layers,
     "broker-kill": broker_kill,
+    "rebalance-storm": rebalance_storm,
     "failing-handlers": failing_handlers,
     "slow-endpoint": slow_endpoint,
 }

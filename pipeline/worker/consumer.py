@@ -28,7 +28,7 @@ app (:mod:`pipeline.worker.app`) installs :class:`Transport` and names its :clas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -137,6 +137,18 @@ class _PacedThread(driver.AIOKafkaConsumerThread):
         client._fetch_max_wait_ms = fetch.max_wait_ms
         client._fetch_min_bytes = fetch.min_bytes
         return client
+
+    async def _commit(self, offsets: Mapping[Any, int]) -> bool:
+        """faust commits only the offsets of partitions still assigned; when a rebalance took
+        them all, it hands aiokafka an empty dict, which aiokafka rejects (``ValueError({})``)
+        and faust turns into a worker crash (seen in the rebalance-storm chaos scenario). Then
+        there is nothing to commit: the partitions' new owners commit their progress. No await
+        lies between this check and faust's own filter, so the assignment cannot change between.
+        """
+        assigned = self.assignment()
+        if not any(tp in assigned for tp in offsets):
+            return False
+        return await super()._commit(offsets)
 
 
 class EagerConsumer(driver.Consumer):

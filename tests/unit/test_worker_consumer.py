@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import pytest
 from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
 from mode.services import WaitResults
 
 from pipeline.topology import load_topology
@@ -132,3 +133,23 @@ def test_the_worker_app_names_its_fetch_pacing(tmp_path: Path) -> None:
     topology = load_topology(write_topology(tmp_path, minimal()))
     assert create_app(topology, "frontend", fetch=Fetch(35)).msm_fetch == Fetch(35)
     assert create_app(topology, "flow").msm_fetch == Fetch(DEFAULT_FETCH_WAIT_MS)
+
+
+async def test_a_commit_whose_partitions_were_all_revoked_is_skipped_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust would pass aiokafka ``{}`` (ValueError: a worker crash); seen in a rebalance storm."""
+    committed: list[dict[Any, int]] = []
+
+    async def faust_commit(_self: Any, offsets: dict[Any, int]) -> bool:
+        committed.append(dict(offsets))
+        return True
+
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "_commit", faust_commit)
+    thread = object.__new__(_PacedThread)  # no consumer: only the guard is tested
+    kept, revoked = TP("t", 0), TP("t", 1)
+    thread.assignment = lambda: {kept}  # type: ignore[method-assign]
+    assert await thread._commit({revoked: 5}) is False
+    assert committed == []
+    assert await thread._commit({kept: 3, revoked: 5}) is True
+    assert committed == [{kept: 3, revoked: 5}]  # faust itself drops the revoked one
