@@ -28,7 +28,8 @@ app (:mod:`pipeline.worker.app`) installs :class:`Transport` and names its :clas
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Mapping
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -38,6 +39,8 @@ from mode.services import WaitResults
 DEFAULT_FETCH_WAIT_MS = 20
 _IDLE_WAIT_MS = 100  # with no wait: how long an empty fetch is held at the broker
 _BATCH_BYTES = 1 << 20  # with a wait: a fetch returns early only once this much has gathered
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,18 @@ async def eager_first(coros: tuple[Any, ...], race: Race) -> WaitResults:
 
 
 class _PacedThread(driver.AIOKafkaConsumerThread):
-    """faust's consumer thread, building aiokafka's consumer with the app's :class:`Fetch`."""
+    """faust's consumer thread, building aiokafka's consumer with the app's :class:`Fetch`,
+    and numbering what makes a fetched batch stale (see :meth:`EagerConsumer.getmany`).
+
+    ``epoch`` goes up, on this thread, at every revocation and every seek to the committed
+    offsets (faust seeks at every assignment), in the same step as the positions change, so no
+    batch can be stamped in between. ``batch_epoch`` is the epoch the last batch was fetched
+    in. faust's other seeks (``seek``, ``seek_wait``: tables, which MSM does not use) are not
+    numbered.
+    """
+
+    epoch = 0
+    batch_epoch = 0
 
     def _create_worker_consumer(self, transport: Any) -> Any:
         client = super()._create_worker_consumer(transport)
@@ -150,12 +164,57 @@ class _PacedThread(driver.AIOKafkaConsumerThread):
             return False
         return await super()._commit(offsets)
 
+    async def _fetch_records(
+        self,
+        consumer: Any,
+        active_partitions: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 - faust's signature
+        max_records: int | None = None,
+    ) -> Any:
+        records = await super()._fetch_records(
+            consumer, active_partitions, timeout=timeout, max_records=max_records
+        )
+        self.batch_epoch = self.epoch
+        return records
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.epoch += 1
+        await super().on_partitions_revoked(revoked)
+
+    async def seek_to_committed(self) -> Any:
+        consumer = self._ensure_consumer()
+
+        async def seek() -> Any:
+            offsets = await consumer.seek_to_committed()
+            self.epoch += 1
+            return offsets
+
+        return await self.call_thread(seek)
+
 
 class EagerConsumer(driver.Consumer):
-    """faust's aiokafka consumer with an eager ``wait_first`` and the app's fetch pacing."""
+    """faust's aiokafka consumer with an eager ``wait_first``, the app's fetch pacing, and
+    no records from before a rebalance taken as records after it."""
 
     def _new_consumer_thread(self) -> Any:
         return _PacedThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:  # noqa: ASYNC109
+        """faust hands a batch from the consumer thread to the event loop, and the loop may run
+        a rebalance (revoke, assign, seek to the committed offsets) before it resumes the
+        fetch's caller. The stale batch then passes as the new generation's; faust's read
+        offset is already the committed one, so it takes the jump to the batch's first offset
+        for a gap and counts the offsets in between as acked, then drops them as "already
+        read" when they come again. Found by the rebalance-storm chaos scenario: an ordered
+        subscriber ran a key's seq 389.. before 379..388, and other events were committed
+        without ever running. A batch fetched before a revocation or a seek is dropped here;
+        the seek (or the partition's new owner) reads it again from the committed offset."""
+        thread = cast(_PacedThread, self._thread)
+        async for tp, message in super().getmany(timeout):
+            if thread.batch_epoch != thread.epoch:
+                log.info("dropped a batch fetched before a rebalance; it is read again")
+                return
+            yield tp, message
 
     async def wait_first(
         self,

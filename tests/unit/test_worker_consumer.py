@@ -14,7 +14,13 @@ from mode.services import WaitResults
 
 from pipeline.topology import load_topology
 from pipeline.worker.app import create_app
-from pipeline.worker.consumer import DEFAULT_FETCH_WAIT_MS, Fetch, _PacedThread, eager_first
+from pipeline.worker.consumer import (
+    DEFAULT_FETCH_WAIT_MS,
+    EagerConsumer,
+    Fetch,
+    _PacedThread,
+    eager_first,
+)
 from tests.fixtures.topologies import minimal, write_topology
 
 
@@ -153,3 +159,62 @@ async def test_a_commit_whose_partitions_were_all_revoked_is_skipped_not_a_crash
     assert committed == []
     assert await thread._commit({kept: 3, revoked: 5}) is True
     assert committed == [{kept: 3, revoked: 5}]  # faust itself drops the revoked one
+
+
+async def test_a_batch_fetched_before_a_rebalance_is_dropped_not_taken_as_the_new_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The consumer thread fetched 389.., then the loop ran a revocation and the seek to the
+    committed offset before taking the batch: it is dropped (faust would count 380..388 as
+    acked and later drop them), and the re-read from 379 flows, even though its fetch began
+    before the seek."""
+    thread = SimpleNamespace(epoch=0, batch_epoch=0)
+    batches = [[389, 390], [379, 380]]
+
+    async def faust_getmany(_self: Any, timeout: float) -> Any:  # noqa: ASYNC109
+        batch = batches.pop(0)
+        thread.batch_epoch = thread.epoch  # stamped on the thread when the fetch returned
+        if batches:
+            thread.epoch += 2  # then a revocation and a seek, before the loop took it
+        for offset in batch:
+            yield TP("t", 0), SimpleNamespace(offset=offset)
+
+    monkeypatch.setattr(driver.Consumer, "getmany", faust_getmany)
+    consumer = object.__new__(EagerConsumer)  # no real thread: only the epoch check is tested
+    consumer._thread = thread  # type: ignore[assignment]
+    first = [m.offset async for _, m in consumer.getmany(1.0)]
+    second = [m.offset async for _, m in consumer.getmany(1.0)]
+    assert first == []
+    assert second == [379, 380]
+
+
+async def test_the_thread_numbers_revocations_and_seeks_and_stamps_each_fetch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def fetched(*_: Any, **__: Any) -> dict[str, list[int]]:
+        return {"t": [1]}
+
+    async def revoked(_self: Any, _revoked: Any) -> None:
+        return None
+
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "_fetch_records", fetched)
+    monkeypatch.setattr(driver.AIOKafkaConsumerThread, "on_partitions_revoked", revoked)
+    thread = object.__new__(_PacedThread)
+    assert await thread._fetch_records(None, None) == {"t": [1]}
+    assert (thread.epoch, thread.batch_epoch) == (0, 0)
+    await thread.on_partitions_revoked(set())
+    assert (thread.epoch, thread.batch_epoch) == (1, 0)  # the batch in hand is now stale
+
+    class _Aiokafka:
+        async def seek_to_committed(self) -> dict[str, int]:
+            return {"t": 379}
+
+    async def call_thread(fn: Any) -> Any:
+        return await fn()
+
+    thread._ensure_consumer = lambda: _Aiokafka()  # type: ignore[method-assign]
+    thread.call_thread = call_thread  # type: ignore[method-assign,assignment]
+    assert await thread.seek_to_committed() == {"t": 379}
+    assert thread.epoch == 2
+    await thread._fetch_records(None, None)
+    assert thread.batch_epoch == 2
