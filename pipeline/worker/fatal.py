@@ -8,6 +8,11 @@ A crash also ends offset commits for good. Faust acks an event whose processing 
 auto-acked stream acks in its ``finally``) and would commit it on the way down, so the event
 that crashed the worker would never be seen again. Without further commits everything not yet
 committed is redelivered after the restart: duplicates, never a loss (at least once).
+
+An agent that fails while its worker is already stopping (a task still routing when the
+producer has stopped: ``NotReady``) is not a crash: the worker is on its way out anyway, and
+exiting non-zero after a clean SIGTERM would look like a failure to a supervisor (seen in
+the rebalance-storm chaos scenario). Commits still end, so what it was doing is redelivered.
 """
 
 from __future__ import annotations
@@ -32,8 +37,11 @@ def fatal(app: Any, name: str) -> Callable[[AgentFun], AgentFun]:
             except asyncio.CancelledError:
                 raise
             except BaseException as exc:
-                log.critical("agent %s crashed, stopping the worker: %r", name, exc)
                 stop_committing(app)
+                if getattr(app, "should_stop", False):
+                    log.info("agent %s ended as the worker stops: %r", name, exc)
+                    return
+                log.critical("agent %s crashed, stopping the worker: %r", name, exc)
                 await app.crash(exc)
 
         return agent
