@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv run test test-unit test-integration lint fmt broker-start broker-stop clean bench bench-smoke bench-deps chaos chaos-smoke
+.PHONY: venv run test test-deps test-unit test-integration lint fmt broker-start broker-stop clean bench bench-smoke bench-deps chaos chaos-smoke
 
 venv: $(STAMP)
 
@@ -29,14 +29,25 @@ run: venv
 	trap 'kill $$endpoint 2>/dev/null' EXIT; trap 'exit 130' INT TERM; \
 	$(BIN)/msm worker
 
-test: venv
+# Tools the integration tests run for real (Debian packages): Prometheus scrapes a worker,
+# headless Chromium renders its status page. Installed only when missing (~35 s on Debian 12).
+test-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		echo "test-deps: installing$$missing"; \
+		apt-get update && apt-get install -y --no-install-recommends $$missing; \
+	fi
+
+test: venv test-deps
 	$(BIN)/msm broker fetch
 	$(BIN)/pytest -q -p no:cacheprovider
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit
 
-test-integration: venv
+test-integration: venv test-deps
 	$(BIN)/pytest -q tests/integration
 
 lint: venv

@@ -32,7 +32,7 @@ FIRST_ATTEMPT_AT = "msm.first_attempt_at"  # ms since epoch of the task's first 
 OUTCOME = "msm.outcome"  # on outcomes: retriable or non_retriable (delivery_policy.Outcome)
 RETRY_AFTER_MS = "msm.retry_after_ms"  # the least wait a failed attempt asked for
 HANDLER_VERSION = "msm.handler"  # "stable" or "canary": which handler ran the attempt
-DLQ_REASON = "msm.dlq.reason"  # non_retriable or exhausted
+DLQ_REASON = "msm.dlq.reason"  # non_retriable, exhausted or dropped_by_operator
 DLQ_AT = "msm.dlq.at"  # ms since epoch
 REDRIVEN_FROM = "msm.redriven_from"  # "<topic>:<partition>:<offset>" of the dead letter
 

@@ -1,16 +1,24 @@
 """Prometheus metrics shared by the layers, served at ``/metrics`` by every worker.
 
-Names follow ``msm_<layer>_<what>_<unit>``; labels are the few an operator filters on
-(event_type, reason, tier). The metric objects live in one registry made by :func:`registry`
-per process, not at import time, so tests and embedders can make their own.
+Names follow ``msm_<layer>_<what>_<unit>``; labels are the few an operator filters on, spelled
+alike everywhere (layer, event_type, subscriber, then reason, outcome, tier, ...), an empty
+string where one does not apply. ``docs/metrics.md`` lists every series; keep it in step (a
+dashboard and a Prometheus test are built from it). The metric objects live in one registry
+made by :func:`make_metrics`, per process on first use (:func:`process_metrics`), not at import
+time, so tests and embedders can make their own.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pipeline import headers as h
+from pipeline.trace import task_context
 
 # Lateness is "ready time minus deliver_at": 0 is perfect, anything negative would be a bug.
 LATENESS_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0)
@@ -18,11 +26,16 @@ DURATION_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 
 
 _GATE = ["layer", "subscriber"]
+_FLOW = ["layer", "event_type", "subscriber"]
 
 
 @dataclass(frozen=True)
 class Metrics:
     registry: CollectorRegistry
+    events_in: Counter
+    events_out: Counter
+    consumer_lag: Gauge
+    worker_layer: Gauge
     frontend_accepted: Counter
     frontend_rejected: Counter
     scheduler_forwarded: Counter
@@ -38,9 +51,12 @@ class Metrics:
     gate_parked: Gauge
     gate_held: Gauge
     gate_dispatched: Counter
+    gate_rate_limit: Gauge
+    gate_rate_limited: Gauge
     delivery_outcomes: Counter
     delivery_retries: Counter
     delivery_dead_letters: Counter
+    dlq_size: Gauge
     delivery_target_healthy: Gauge
     delivery_http_seconds: Histogram
     execution_handler_seconds: Histogram
@@ -59,11 +75,27 @@ def make_metrics(registry: CollectorRegistry | None = None) -> Metrics:
     reg = registry or CollectorRegistry()
     return Metrics(
         registry=reg,
+        events_in=Counter("msm_events_in", "Records a layer consumed", _FLOW, registry=reg),
+        events_out=Counter(
+            "msm_events_out", "Records a layer passed on (or finished)", _FLOW, registry=reg
+        ),
+        consumer_lag=Gauge(
+            "msm_consumer_lag",
+            "Records not yet committed on the partitions this worker owns",
+            ["layer", "topic", "subscriber"],
+            registry=reg,
+        ),
+        worker_layer=Gauge(
+            "msm_worker_layer", "1 per layer this worker runs", ["layer"], registry=reg
+        ),
         frontend_accepted=Counter(
             "msm_frontend_accepted", "Events accepted at ingress", ["event_type"], registry=reg
         ),
         frontend_rejected=Counter(
-            "msm_frontend_rejected", "Records rejected at ingress", ["reason"], registry=reg
+            "msm_frontend_rejected",
+            "Records rejected at ingress",
+            ["event_type", "reason"],
+            registry=reg,
         ),
         scheduler_forwarded=Counter(
             "msm_scheduler_ready", "Events the scheduler forwarded to ready", registry=reg
@@ -109,6 +141,18 @@ def make_metrics(registry: CollectorRegistry | None = None) -> Metrics:
         gate_dispatched=Counter(
             "msm_gate_dispatched", "Tasks let through the gate", _GATE, registry=reg
         ),
+        gate_rate_limit=Gauge(
+            "msm_gate_rate_limit",
+            "This worker's share of the rate limit, per s",
+            _GATE,
+            registry=reg,
+        ),
+        gate_rate_limited=Gauge(
+            "msm_gate_rate_limited",
+            "1 while tasks wait for a rate-limit token",
+            _GATE,
+            registry=reg,
+        ),
         delivery_outcomes=Counter(
             "msm_delivery_outcomes",
             "Finished attempts by outcome",
@@ -123,6 +167,9 @@ def make_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "Tasks sent to the dead-letter topic",
             ["subscriber", "reason"],
             registry=reg,
+        ),
+        dlq_size=Gauge(
+            "msm_dlq_size", "Records in the dead-letter topic", ["subscriber"], registry=reg
         ),
         delivery_target_healthy=Gauge(
             "msm_delivery_target_healthy",
@@ -179,3 +226,51 @@ def make_metrics(registry: CollectorRegistry | None = None) -> Metrics:
 def process_metrics() -> Metrics:
     """The worker process's metrics, made on first use."""
     return make_metrics()
+
+
+class _HasHeaders(Protocol):
+    @property
+    def headers(self) -> Mapping[str, bytes]: ...
+
+
+_T = TypeVar("_T", bound=_HasHeaders)
+
+
+class LayerFlow:
+    """``msm_events_in``/``_out`` for one layer, children cached: per-event cost is a dict
+    lookup, not prometheus-client's label validation and lock."""
+
+    def __init__(self, metrics: Metrics, layer: str) -> None:
+        self._in, self._out = metrics.events_in, metrics.events_out
+        self.layer = layer
+        self._children: dict[tuple[bool, str, str], Counter] = {}
+
+    def came_in(self, event_type: str, subscriber: str = "", n: int = 1) -> None:
+        self._child(True, event_type, subscriber).inc(n)
+
+    def went_out(self, event_type: str, subscriber: str = "", n: int = 1) -> None:
+        self._child(False, event_type, subscriber).inc(n)
+
+    def _child(self, incoming: bool, event_type: str, subscriber: str) -> Counter:
+        key = (incoming, event_type, subscriber)
+        child = self._children.get(key)
+        if child is None:
+            metric = self._in if incoming else self._out
+            child = self._children[key] = metric.labels(self.layer, event_type, subscriber)
+        return child
+
+    def observed(
+        self, process: Callable[[_T], Awaitable[None]], subscriber: str
+    ) -> Callable[[_T], Awaitable[None]]:
+        """``process`` counted in and out, and run in the task's log context (trace id,
+        event id, subscriber on every line it logs). A raise is not counted out: it crashes
+        the worker anyway."""
+
+        async def run(task: _T) -> None:
+            event_type = h.get_str(task.headers, h.EVENT_TYPE) or ""
+            self.came_in(event_type, subscriber)
+            with task_context(task.headers, subscriber):
+                await process(task)
+            self.went_out(event_type, subscriber)
+
+        return run

@@ -9,6 +9,7 @@ execution sends to ``<ns>.outcomes``, take one path (:mod:`delivery_failures`): 
 the scheduler's delay tiers, or the dead-letter topic. Targets are watched in the background
 (:mod:`delivery_watch`); one with no healthy instance is held, not failed, and so is an
 endpoint that answers 429 or 503 with ``Retry-After``, until then (:mod:`delivery_endpoint`).
+An operator's pause or drop (``msm subscriber``) is applied by :mod:`delivery_control`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 from pipeline import headers as h
 from pipeline.agents.base import LayerContext, producer_send, raw_topic
+from pipeline.agents.delivery_control import Gates, drop_to_dlq, follow_control
 from pipeline.agents.delivery_endpoint import EndpointDelivery, handler_process, read_chain
 from pipeline.agents.delivery_failures import Failed, Failures
 from pipeline.agents.delivery_http import Session
@@ -56,6 +58,7 @@ def register(app: Any, ctx: LayerContext) -> None:
     payloads: PayloadJson | None = None
     pumps: list[Pump] = []
     workers: dict[str, Target] = {}  # handler subscribers' targets, by exec topic
+    gates = Gates("delivery")  # operator pause and drop (`msm subscriber`)
     for name in sorted(topology.subscribers):
         spec = topology.subscribers[name]
         topic = names.sub(name)
@@ -66,6 +69,7 @@ def register(app: Any, ctx: LayerContext) -> None:
             payloads = payloads or PayloadJson(topology)
             endpoint = EndpointDelivery(spec, failures, payloads, session, metrics, ctx.clock_ms)
             process = endpoint.process
+        process = gates.guard(name, process, drop_to_dlq(spec, failures, ctx.clock_ms))
         pump = Pump(
             "delivery",
             name,
@@ -79,6 +83,7 @@ def register(app: Any, ctx: LayerContext) -> None:
         if endpoint is not None:
             endpoint.pump = pump
         attach_pump(app, topic, pump, f"msm.delivery.{name}")
+        gates.add(name, pump)
         pumps.append(pump)
         if spec.handler is not None:
             workers[names.execution(name)] = Target(name, pump, NO_WORKER, metrics)
@@ -93,6 +98,7 @@ def register(app: Any, ctx: LayerContext) -> None:
             await watch_execution(group, workers)
 
         app.task(fatal(app, "delivery execution health")(heartbeat))
+    follow_control(app, ctx, gates)
     _outcomes_agent(app, ctx, failures)
 
     async def on_shutdown(_sender: Any, **_: Any) -> None:

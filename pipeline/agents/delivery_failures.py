@@ -24,6 +24,7 @@ from pipeline.metrics import Metrics
 from pipeline.tasks import TaskState, state_record
 from pipeline.topology.subscribers import SubscriberSpec
 from pipeline.topology.topics import TopicNames
+from pipeline.worker.logs import Summary
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,8 @@ class Failures:
         self._clock_ms = clock_ms
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._policies: dict[str, RetryPolicy] = {}
+        # One line a minute with the counts, not one per dead letter (each is DEBUG).
+        self._dead_letters = Summary(log, "delivery: tasks dead-lettered")
 
     def policy(self, spec: SubscriberSpec) -> RetryPolicy:
         policy = self._policies.get(spec.name)
@@ -170,7 +173,8 @@ class Failures:
         detail = f"{reason} after attempt {failed.attempt}: {failed.last_error}"
         state = await self.state(spec, failed.headers, TaskState.DEAD, failed.attempt, detail)
         self._metrics.delivery_dead_letters.labels(spec.name, reason).inc()
-        log.info("delivery %s: dead-lettered (%s)", spec.name, detail)
+        log.debug("delivery %s: dead-lettered (%s)", spec.name, detail)
+        self._dead_letters.note(f"{spec.name} {reason}")
         return [sent, state]
 
     async def state(

@@ -5,7 +5,8 @@ hangs holds back only itself) calls :class:`~pipeline.agents.execution_task.Exec
 for each task, at most ``max_in_flight`` (this worker's share), the autoscaled concurrency and
 the adaptive limit of :class:`~pipeline.agents.execution_backoff.Backoff` at once. Results go to
 ``<ns>.done.<s>`` (dedup), ``<ns>.tasks`` (state) and, for failures, ``<ns>.outcomes``
-(delivery retries or dead-letters them).
+(delivery retries or dead-letters them). An operator's pause or drop (``msm subscriber``)
+holds this gate too (:mod:`~pipeline.agents.delivery_control`).
 
 Handlers are imported here, at registration, so a wrong dotted path stops the worker at start.
 """
@@ -19,6 +20,8 @@ from datetime import timedelta
 from typing import Any
 
 from pipeline.agents.base import LayerContext, producer_send
+from pipeline.agents.delivery_control import Gates, drop_to_dlq, follow_control
+from pipeline.agents.delivery_failures import Failures
 from pipeline.agents.execution_backoff import Backoff
 from pipeline.agents.execution_canary import Canary, Version
 from pipeline.agents.execution_dedup import DoneLoader, DoneSet, Entries, Read, read_done
@@ -59,6 +62,8 @@ def register(app: Any, ctx: LayerContext) -> None:
 
     send = producer_send(app)
     subs: list[_Subscriber] = []
+    gates = Gates("execution")  # operator pause and drop (`msm subscriber`), as in delivery
+    failures = Failures(names, send, metrics, clock_ms=ctx.clock_ms)
     for spec in specs:
         done = DoneSet(spec.dedup_window // _MS)
         loader = DoneLoader(done, _reader(ctx, names.done(spec.name)))
@@ -77,10 +82,11 @@ def register(app: Any, ctx: LayerContext) -> None:
             clock_ms=ctx.clock_ms,
         )
         topic = names.execution(spec.name)
+        dropped = drop_to_dlq(spec, failures, ctx.clock_ms)
         pump = Pump(
             "execution",
             spec.name,
-            executor.process,
+            gates.guard(spec.name, executor.process, dropped),
             max_in_flight=spec.max_in_flight,
             partitions=partitions[topic],
             rate=spec.rate_limit,
@@ -89,10 +95,13 @@ def register(app: Any, ctx: LayerContext) -> None:
         )
         executor.backoff = Backoff(spec.name, spec.max_in_flight, spec.concurrency.max, pump)
         attach_pump(app, topic, pump, f"msm.execution.{spec.name}")
+        gates.add(spec.name, pump)
         subs.append(_Subscriber(spec, pump, loader, done))
         metrics.execution_concurrency.labels(spec.name).set(pump.concurrency or 0)
         if spec.canary is not None:
             metrics.canary_percent.labels(spec.name).set(spec.canary.percent)
+    if specs:
+        follow_control(app, ctx, gates)
     _hooks(app, ctx, subs, metrics)
     log.info("execution: %d handler subscriber(s): %s", len(specs), ", ".join(handlers))
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import importlib
 import inspect
@@ -88,7 +89,9 @@ class Runner:
         if is_async(handler):
             await self._run_async(handler(payload, meta))
         else:
-            await self._run_sync(functools.partial(handler, payload, meta))
+            # The thread runs in a copy of this task's context: its log lines name the task.
+            run = contextvars.copy_context().run
+            await self._run_sync(functools.partial(run, handler, payload, meta))
 
     async def _run_async(self, awaitable: Awaitable[object]) -> None:
         job = asyncio.ensure_future(_contained(awaitable))

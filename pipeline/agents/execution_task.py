@@ -157,7 +157,7 @@ class Executor:
             await asyncio.shield(running)
         if self.done.finished_at(partition, tid, self._clock()) is not None:
             self._m.execution_skipped.labels(name).inc()
-            log.info("execution %s: %s already done, skipped", name, tid)
+            log.debug("execution %s: %s already done, skipped", name, tid)
             await self._state(task.headers, TaskState.SKIPPED)
             return
         mine = asyncio.get_running_loop().create_future()
@@ -267,8 +267,8 @@ class Executor:
         self._m.execution_results.labels(name, version, result).inc()
         if self.canary is not None and self.canary.record(version, failure is None):
             self._rolled_back()
-        if failure is not None:
-            log.info(
+        if failure is not None:  # per task: counted in msm_execution_results_total
+            log.debug(
                 "execution %s: %s attempt %d failed (%s): %s",
                 name,
                 meta.task_id,

@@ -20,7 +20,7 @@ from typing import Any
 from pipeline import headers as h
 from pipeline.agents.base import LayerContext, raw_topic
 from pipeline.agents.flow_fanout import Fanned, Fanout, Throttle
-from pipeline.metrics import process_metrics
+from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.tasks import TaskState, state_record
 from pipeline.worker.fatal import fatal
 
@@ -35,6 +35,7 @@ def register(app: Any, ctx: LayerContext) -> None:
     tasks_topic = ctx.names.tasks
     throttle = Throttle(ERROR_LOG_INTERVAL_S)
     metrics = process_metrics()
+    counts = LayerFlow(metrics, "flow")
 
     async def flow(stream: Any) -> None:
         producer = await app.maybe_start_producer()
@@ -48,7 +49,10 @@ def register(app: Any, ctx: LayerContext) -> None:
                 fanned = fanout.route(headers, value)
                 _account(fanned, headers, throttle, metrics)
                 named = h.to_dict(headers)
+                event_type = h.get_str(named, h.EVENT_TYPE) or ""
+                counts.came_in(event_type)
                 for task in fanned.tasks:
+                    counts.went_out(event_type, task.subscriber)
                     sends.append(
                         await producer.send(task.topic, msg.key, value, None, None, task.headers)
                     )

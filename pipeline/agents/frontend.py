@@ -24,8 +24,9 @@ from typing import Any
 
 from pipeline.agents.base import LayerContext
 from pipeline.agents.frontend_normalize import Accepted, Normalizer
-from pipeline.metrics import process_metrics
+from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.worker.fatal import fatal
+from pipeline.worker.logs import Summary
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
@@ -37,6 +38,10 @@ def register(app: Any, ctx: LayerContext) -> None:
     ingress = app.topic(*normalizer.ingress_topics, value_serializer="raw", key_serializer="raw")
     accepted, rejected, ready = ctx.names.accepted, ctx.names.rejected, ctx.names.ready
     metrics = process_metrics()
+    flow = LayerFlow(metrics, "frontend")
+    event_of = {ctx.names.ingress(name): name for name in ctx.topology.events}
+    # One line per record would flood the log in a poison storm; the counts are in metrics.
+    rejections = Summary(log, "frontend: records rejected")
 
     async def frontend(stream: Any) -> None:
         producer = await app.maybe_start_producer()
@@ -47,13 +52,17 @@ def register(app: Any, ctx: LayerContext) -> None:
                 out = normalizer.normalize(
                     msg.topic, msg.key, msg.value, msg.headers, msg.partition, msg.offset
                 )
+                event_type = event_of.get(msg.topic, "")
+                flow.came_in(event_type)
                 if isinstance(out, Accepted):
                     topic = ready if out.deliver_at_ms is None else accepted
                     metrics.frontend_accepted.labels(out.event_type).inc()
+                    flow.went_out(out.event_type)
                 else:
                     topic = rejected
-                    metrics.frontend_rejected.labels(out.reason).inc()
-                    log.info(
+                    metrics.frontend_rejected.labels(event_type, out.reason).inc()
+                    rejections.note(out.reason)
+                    log.debug(
                         "rejected %s[%d]@%d: %s %s",
                         msg.topic,
                         msg.partition,

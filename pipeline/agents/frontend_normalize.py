@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pipeline import headers as h
+from pipeline import trace
 from pipeline.avro import wire
 from pipeline.avro.records import RecordConverter, RecordError, compile_record
 from pipeline.avro.schemas import EventSchemas
@@ -168,8 +169,15 @@ class Normalizer:
                 raise _Rejection("bad_priority", message, h.PRIORITY)
             out[h.PRIORITY] = priority.decode()
         passthrough = [
-            (k, v) for k, v in headers.items() if not k.startswith("msm.") and k != h.CONTENT_TYPE
+            (k, v)
+            for k, v in headers.items()
+            if not k.startswith("msm.") and k not in (h.CONTENT_TYPE, h.TRACEPARENT)
         ]
+        # Kept when valid, else a new trace starts here: every event can be followed.
+        given = headers.get(h.TRACEPARENT)
+        if given is None or not trace.valid(given):
+            given = trace.new_traceparent().encode()
+        passthrough.append((h.TRACEPARENT, given))
         return Accepted(
             event.name, event_id, out_key, encoded, h.encode(out) + passthrough, deliver_at
         )

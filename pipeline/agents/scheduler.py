@@ -38,7 +38,7 @@ from pipeline.agents.scheduler_cron import CronFirer
 from pipeline.agents.scheduler_cron_owner import CronOwner, Records, read_partition
 from pipeline.agents.scheduler_delay import DelayRouter
 from pipeline.agents.scheduler_records import Incoming
-from pipeline.metrics import process_metrics
+from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.topology.durations import format_duration
 from pipeline.worker.fatal import fatal
 from pipeline.worker.pause import ClientFlow
@@ -62,6 +62,7 @@ def register(app: Any, ctx: LayerContext) -> None:
 
     send = producer_send(app)
     flow = ClientFlow(app)
+    flow_metrics = LayerFlow(process_metrics(), "scheduler")
     router = DelayRouter(
         names,
         tiers,
@@ -70,9 +71,10 @@ def register(app: Any, ctx: LayerContext) -> None:
         pause=functools.partial(flow.set_paused, paused=True),
         resume=functools.partial(flow.set_paused, paused=False),
         on_ready=_observe_lateness,
+        on_forward=lambda headers: flow_metrics.went_out(_event_type(headers)),
         targets=[names.sub(s) for s in ctx.topology.subscribers],  # where retries may go
     )
-    _agent(app, router, names.accepted, None)
+    _agent(app, router, names.accepted, None, flow_metrics)
     for tier in tiers:
         _agent(app, router, names.delay(tier), tier // _MS)
 
@@ -101,7 +103,10 @@ def register(app: Any, ctx: LayerContext) -> None:
     app.on_before_shutdown.connect(on_shutdown)
 
 
-def _agent(app: Any, router: DelayRouter, topic: str, tier_ms: int | None) -> None:
+def _agent(
+    app: Any, router: DelayRouter, topic: str, tier_ms: int | None, flow: LayerFlow | None = None
+) -> None:
+    """``flow`` counts records coming in (on ``accepted`` only: tier hops are not new events)."""
     label = "accepted" if tier_ms is None else f"delay.{format_duration(tier_ms * _MS)}"
 
     async def schedule(stream: Any) -> None:
@@ -109,6 +114,9 @@ def _agent(app: Any, router: DelayRouter, topic: str, tier_ms: int | None) -> No
             # Left over from a revoked partition: its next owner re-reads it.
             assigned = app.consumer.assignment()
             batch = [_incoming(stream, e) for e in events if e.message.tp in assigned]
+            if flow is not None:
+                for record in batch:
+                    flow.came_in(_event_type(record.headers))
             await router.intake(batch, tier_ms)
 
     name = f"msm.scheduler.{label}"
@@ -154,6 +162,10 @@ def _cron(app: Any, ctx: LayerContext, send: Send) -> CronOwner:
     app.task(fatal(app, "scheduler cron")(fire))
     log.info("scheduler: %d schedule(s): %s", len(firer.schedules), ", ".join(firer.schedules))
     return owner
+
+
+def _event_type(headers: h.HeaderList) -> str:
+    return h.get_str(h.to_dict(headers), h.EVENT_TYPE) or ""
 
 
 def _observe_lateness(lateness_ms: int) -> None:

@@ -95,6 +95,7 @@ class DelayRouter:
         pause: Callable[[TP], Awaitable[None]],
         resume: Callable[[TP], Awaitable[None]],
         on_ready: Callable[[int], None] | None = None,
+        on_forward: Callable[[h.HeaderList], None] | None = None,
         targets: Collection[str] = (),
         hold_window_ms: int = HOLD_WINDOW_MS,
         prefetch_ms: int = PREFETCH_MS,
@@ -108,6 +109,7 @@ class DelayRouter:
         self._clock = clock_ms
         self._pause, self._resume = pause, resume
         self._on_ready = on_ready or _log_lateness
+        self._on_forward = on_forward  # each record sent on when due (its headers): metrics
         self._hold_ms, self._prefetch_ms = hold_window_ms, prefetch_ms
         self._queue: DueQueue[_Held] = DueQueue()
         self._tracker: CommitTracker[_Lane] = CommitTracker()
@@ -239,6 +241,8 @@ class DelayRouter:
             sends.append(out)
             if at is not None:
                 self._on_ready(now - at)
+            if self._on_forward is not None:
+                self._on_forward(held.headers)
         elif isinstance(where, Hold):
             assert at is not None
             self._queue.push(at, held)

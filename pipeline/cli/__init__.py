@@ -44,15 +44,27 @@ def cli(ctx: click.Context, topology_path: str) -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import broker, dlq, lag, produce, task, topology, worker
+    from pipeline.cli import (
+        broker,
+        dlq,
+        lag,
+        produce,
+        status,
+        subscriber,
+        task,
+        topology,
+        worker,
+    )
 
     cli.add_command(broker.broker)
     cli.add_command(topology.topology)
     cli.add_command(produce.produce)
     cli.add_command(lag.lag)
+    cli.add_command(status.status)
     cli.add_command(worker.worker)
     cli.add_command(dlq.dlq)
     cli.add_command(task.task)
+    cli.add_command(subscriber.subscriber)
 
 
 _register()

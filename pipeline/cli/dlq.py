@@ -14,7 +14,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipeline.ops.dlq import dlq_topic, find_dead_letters, list_dead_letters, parse_since
+from pipeline.cli import params
+from pipeline.ops.dlq import dlq_topic, find_dead_letters, list_dead_letters
 from pipeline.ops.dlq_redrive import plan_redrive, redrive
 from pipeline.ops.dlq_view import (
     JSON_VERSION,
@@ -27,15 +28,6 @@ from pipeline.ops.dlq_view import (
 from pipeline.topology import Topology, load_topology
 
 
-def _since(_ctx: click.Context, _param: click.Parameter, value: str | None) -> object:
-    if value is None:
-        return None
-    try:
-        return parse_since(value)
-    except ValueError as exc:
-        raise click.BadParameter(f"expected {exc}, got {value!r}") from None
-
-
 def _load(ctx: click.Context, subscriber: str) -> Topology:
     """The topology, failing early (exit 1, with a suggestion) on an unknown subscriber."""
     topology = load_topology(ctx.obj["topology_path"])
@@ -45,7 +37,7 @@ def _load(ctx: click.Context, subscriber: str) -> Topology:
 
 since_option = click.option(
     "--since",
-    callback=_since,
+    callback=params.since,
     metavar="TIME",
     help="Only dead letters from TIME on: ISO 8601 (UTC if naive) or a duration ago (1h, 2d).",
 )

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -13,9 +12,11 @@ from rich.live import Live
 from rich.text import Text
 
 from pipeline.errors import ConfigError, KafkaUnavailableError
-from pipeline.ops.lag import LagReport, collect_lag, lag_rates, open_admin
-from pipeline.ops.lag_view import render_report, report_as_dict
+from pipeline.ops import rates
+from pipeline.ops.lag import collect_lag, open_admin
+from pipeline.ops.lag_view import JSON_VERSION, rates_as_dict, render_report, report_as_dict
 from pipeline.ops.layers import Classifier, classifier_for
+from pipeline.ops.rates import RateSampler, Tick
 from pipeline.topology import Topology, load_topology
 
 DEFAULT_BOOTSTRAP = "localhost:9092"
@@ -25,14 +26,29 @@ DEFAULT_BOOTSTRAP = "localhost:9092"
 @click.option(
     "--group", "groups", multiple=True, help="Only this consumer group (repeatable; default all)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one machine-readable JSON document.")
-@click.option("--watch", is_flag=True, help="Refresh until Ctrl-C, with the rate of change.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print one machine-readable JSON document (with --watch: one per line and refresh).",
+)
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Refresh until Ctrl-C, with records in/out per second and the time to drain.",
+)
 @click.option(
     "--interval-s",
     type=click.FloatRange(min=0.2),
     default=2.0,
     show_default=True,
     help="Seconds between refreshes with --watch.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --watch: stop after this many refreshes (default: until Ctrl-C).",
 )
 @click.option(
     "--bootstrap-servers",
@@ -54,6 +70,7 @@ def lag(
     as_json: bool,
     watch: bool,
     interval_s: float,
+    count: int | None,
     bootstrap_servers: str | None,
     timeout_s: float,
 ) -> None:
@@ -61,9 +78,11 @@ def lag(
 
     Numbers match Kafka's own kafka-consumer-groups --describe: a partition a member holds but
     never committed shows no lag ("no commit"). Exits 1 when a --group does not exist.
+    With --watch, "in/s" is how fast the topic grows, "out/s" how fast the group commits, and
+    ETA the time to drain the lag at that pace ("growing" when it cannot).
     """
-    if as_json and watch:
-        raise click.UsageError("--json and --watch do not combine; run --json repeatedly instead")
+    if count is not None and not watch:
+        raise click.UsageError("--count only applies to --watch")
     topology, note = _load(Path(ctx.obj["topology_path"]))
     classify = classifier_for(topology) if topology else None
     bootstrap = bootstrap_servers or (
@@ -71,7 +90,13 @@ def lag(
     )
     admin = open_admin(bootstrap, topology.kafka.client if topology else None)
     if watch:
-        _watch(lambda: collect_lag(admin, groups, timeout_s), classify, note, interval_s)
+        ticks = rates.watch(
+            lambda: collect_lag(admin, groups, timeout_s), RateSampler(), interval_s, count
+        )
+        if as_json:
+            _json_lines(ticks, classify, note)
+        else:
+            _live(ticks, classify, note, interval_s)
         return
     try:
         report = collect_lag(admin, groups, timeout_s)
@@ -100,27 +125,33 @@ def _load(path: Path) -> tuple[Topology | None, str | None]:
         )
 
 
-def _watch(
-    collect: Callable[[], LagReport], classify: Classifier | None, note: str | None, every_s: float
+def _json_lines(ticks: Iterator[Tick], classify: Classifier | None, note: str | None) -> None:
+    """One JSON object per refresh: the `msm lag --json` document plus ``rates``."""
+    try:
+        for tick in ticks:
+            if tick.report is None or tick.rates is None:
+                line: dict[str, object] = {"version": JSON_VERSION, "error": tick.error}
+            else:
+                line = dict(report_as_dict(tick.report, classify, note))
+                line["rates"] = rates_as_dict(tick.report, tick.rates, classify)
+            click.echo(json.dumps(line))
+    except KeyboardInterrupt:
+        pass
+
+
+def _live(
+    ticks: Iterator[Tick], classify: Classifier | None, note: str | None, every_s: float
 ) -> None:
     """Redraws until Ctrl-C; Kafka going away is shown and retried, not fatal."""
-    previous: LagReport | None = None
-    console = Console()
-    with Live(Text("collecting lag..."), console=console, auto_refresh=False) as live:
+    with Live(Text("collecting lag..."), console=Console(), auto_refresh=False) as live:
         try:
-            while True:
-                started = time.monotonic()
-                try:
-                    report = collect()
-                except KafkaUnavailableError as exc:
-                    live.update(Text(f"{exc}; retrying every {every_s:g}s", style="red"))
+            for tick in ticks:
+                if tick.report is None:
+                    live.update(Text(f"{tick.error}; retrying every {every_s:g}s", style="red"))
                 else:
-                    rates = lag_rates(previous, report) if previous else None
-                    view = render_report(report, classify, rates, note)
+                    view = render_report(tick.report, classify, note=note, flows=tick.rates)
                     hint = Text(f"every {every_s:g}s, Ctrl-C to stop", style="dim")
                     live.update(Group(view, hint))
-                    previous = report
                 live.refresh()
-                time.sleep(max(0.0, every_s - (time.monotonic() - started)))
         except KeyboardInterrupt:
             pass

@@ -7,6 +7,7 @@ import click
 from pipeline.http import HttpSettings
 from pipeline.topology import load_topology
 from pipeline.worker.consumer import DEFAULT_FETCH_WAIT_MS, Fetch
+from pipeline.worker.logs import FORMATS
 from pipeline.worker.runner import available_layers, run_worker
 
 
@@ -22,7 +23,8 @@ from pipeline.worker.runner import available_layers, run_worker
     default=8080,
     show_default=True,
     type=click.IntRange(0, 65535),
-    help="HTTP ingress and health port (with the frontend layer).",
+    help="Port of this worker's HTTP server (ingress, /metrics, /healthz, /readyz); 0 picks a "
+    "free one (logged). Each worker on a machine needs its own.",
 )
 @click.option("--no-http", is_flag=True, help="Do not serve HTTP.")
 @click.option(
@@ -40,6 +42,15 @@ from pipeline.worker.runner import available_layers, run_worker
     show_default=True,
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
 )
+@click.option(
+    "--log-format",
+    default="text",
+    show_default=True,
+    envvar="MSM_LOG_FORMAT",
+    type=click.Choice(list(FORMATS), case_sensitive=False),
+    help="text for people; json for one object per line (ts, level, logger, message, "
+    "trace_id, event_id, subscriber).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -49,10 +60,18 @@ def worker(
     no_http: bool,
     fetch_wait_ms: int,
     log_level: str,
+    log_format: str,
 ) -> None:
     """Run pipeline layers as Faust agents; workers share each layer's partitions."""
     topology = load_topology(ctx.obj["topology_path"])
     chosen = [p.strip() for p in layers.split(",") if p.strip()] if layers else available_layers()
     http = None if no_http else HttpSettings(host=http_host, port=http_port)
     fetch = Fetch(wait_ms=fetch_wait_ms)
-    run_worker(topology, chosen, http=http, fetch=fetch, loglevel=log_level.upper())
+    run_worker(
+        topology,
+        chosen,
+        http=http,
+        fetch=fetch,
+        loglevel=log_level.upper(),
+        log_format=log_format.lower(),
+    )

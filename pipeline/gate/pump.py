@@ -34,7 +34,7 @@ from typing import get_args
 from pipeline import headers as h
 from pipeline.gate.priority import LANES, Lane, LanePicker
 from pipeline.gate.ratelimit import TokenBucket, default_burst
-from pipeline.metrics import process_metrics
+from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.topology.durations import Rate
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ class Pump:
         self.ordered, self.default_lane = ordered, default_lane
         self.concurrency: int | None = None
         self.adaptive: int | None = None
-        self._process, self._clock = process, clock
+        # Counted (msm_events_in/out) and run in the task's log context (trace id in logs).
+        self._process = LayerFlow(process_metrics(), layer).observed(process, subscriber)
+        self._clock = clock
         self._parts: dict[TP, _Part] = {}
         self._lanes: dict[Lane, deque[_Entry]] = {lane: deque() for lane in LANES}
         self._picker = LanePicker()
@@ -129,6 +131,9 @@ class Pump:
         self._m_parked = metrics.gate_parked.labels(layer, subscriber)
         self._m_held = metrics.gate_held.labels(layer, subscriber)
         self._m_dispatched = metrics.gate_dispatched.labels(layer, subscriber)
+        self._m_rate = metrics.gate_rate_limit.labels(layer, subscriber) if rate else None
+        self._m_rate_limited = metrics.gate_rate_limited.labels(layer, subscriber)
+        self._show_rate()
 
     # -- limits ---------------------------------------------------------------------------
 
@@ -215,7 +220,13 @@ class Pump:
         if self.rate is not None and self._bucket is not None:
             rate, burst = self._shared_rate()
             self._bucket.set_rate(rate, burst, self._clock())
+        self._show_rate()
         self._wake.set()
+
+    def _show_rate(self) -> None:
+        if self._m_rate is not None and self.rate is not None:
+            rate, _ = self._shared_rate()
+            self._m_rate.set(rate.count / rate.per.total_seconds())
 
     def _shared_rate(self) -> tuple[Rate, float]:
         assert self.rate is not None
@@ -309,6 +320,7 @@ class Pump:
             if self._failure is not None:
                 raise self._failure
             wait = self._dispatch()
+            self._m_rate_limited.set(0 if wait is None else 1)  # only the bucket sets a wait
             self._m_in_flight.set(self.in_flight)
             self._m_limit.set(self.limit)
             self._m_parked.set(self.parked)

@@ -84,6 +84,7 @@ class GroupLag:
     members: int
     topics: tuple[TopicLag, ...]
     error: str | None = None  # set when the group could not be read; topics is then empty
+    member_list: tuple[Member, ...] = ()  # every member, also those without partitions
 
     @property
     def lag(self) -> int:
@@ -121,6 +122,7 @@ def build_group_lag(
     committed: Mapping[TopicPartition, int],
     assigned: Mapping[TopicPartition, Member],
     ends: Mapping[TopicPartition, int | None],
+    member_list: Sequence[Member] = (),
 ) -> GroupLag:
     """Joins one group's committed offsets, assignment and end offsets into sorted rows."""
     by_topic: dict[str, list[PartitionLag]] = {}
@@ -128,7 +130,7 @@ def build_group_lag(
         row = PartitionLag(tp[0], tp[1], committed.get(tp), ends.get(tp), assigned.get(tp))
         by_topic.setdefault(tp[0], []).append(row)
     topics = tuple(TopicLag(name, tuple(rows)) for name, rows in sorted(by_topic.items()))
-    return GroupLag(group, state, members, topics)
+    return GroupLag(group, state, members, topics, member_list=tuple(member_list))
 
 
 def lag_rates(previous: LagReport, current: LagReport) -> LagRates:
@@ -201,8 +203,10 @@ def collect_lag(
             if groups:  # asked for by name: say so; when listing all, it just went away
                 result.append(GroupLag(g, state, 0, (), f"consumer group {g!r} does not exist"))
             continue
-        members = len(description.members)
-        result.append(build_group_lag(g, state, members, committed, assigned[g], ends))
+        members = [Member(m.member_id, m.client_id, m.host) for m in description.members]
+        result.append(
+            build_group_lag(g, state, len(members), committed, assigned[g], ends, members)
+        )
     return LagReport(tuple(result), time.time(), time.monotonic())
 
 

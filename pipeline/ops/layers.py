@@ -38,6 +38,7 @@ _SHARED = {
     "schedules": SCHEDULER,
     "ready": FLOW,
     "outcomes": DELIVERY,
+    "control": DELIVERY,  # read by every delivery (and execution) worker, without a group
     "tasks": FLOW,
 }
 # Topic-name patterns below the namespace, used for names the topology does not list. They
@@ -66,6 +67,7 @@ def known_topics(
         names.schedules: TopicRole(SCHEDULER, None),
         names.ready: TopicRole(FLOW, None),
         names.outcomes: TopicRole(DELIVERY, None),
+        names.control: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
     }
     for event in events:

@@ -8,7 +8,8 @@ Partition counts, chosen so per-key order and parallelism hold at every hop:
 * per subscriber (sub, exec, dlq, done): ``max(concurrency.max, largest partition count of
   its events)``, so even an ordered subscriber, which runs one task per partition at a time,
   can reach its ``concurrency.max``;
-* ``<ns>.schedules`` (one record per schedule, compacted): 1.
+* ``<ns>.schedules`` (one record per schedule, compacted): 1;
+* ``<ns>.control`` (one record per subscriber, compacted; ``msm subscriber``): 1.
 
 Topics that carry payloads get ``max.message.bytes`` = largest ``max_bytes`` they may carry plus
 :data:`HEADROOM` for headers and batch framing; ingress enforces ``max_bytes`` exactly and rejects
@@ -68,6 +69,11 @@ class TopicNames:
     def schedules(self) -> str:
         """The last fired tick per schedule, so a restart never fires a tick twice (compacted)."""
         return f"{self.namespace}.schedules"
+
+    @property
+    def control(self) -> str:
+        """Operator gating per subscriber (paused, drop cut-off), keyed by name (compacted)."""
+        return f"{self.namespace}.control"
 
     def delay(self, tier: timedelta) -> str:
         return f"{self.namespace}.delay.{format_duration(tier)}"
@@ -193,6 +199,7 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
             "failed attempts, with their payload",
         )
     )
+    rows.append((names.control, 1, "delivery", "", compact, "operator gating per subscriber"))
     subscribers = [topology.subscribers[name] for name in sorted(topology.subscribers)]
     per_sub = {s.name: _subscriber_topics(topology, s.name) for s in subscribers}
     for s in subscribers:

@@ -12,10 +12,13 @@ import faust
 from pipeline.agents.base import LayerContext, Register
 from pipeline.errors import ConfigError
 from pipeline.http import HttpSettings
+from pipeline.metrics import process_metrics
 from pipeline.topology import Topology
 from pipeline.worker.app import create_app
 from pipeline.worker.consumer import Fetch
 from pipeline.worker.http_service import HttpService
+from pipeline.worker.lag_metrics import LagSampler
+from pipeline.worker.logs import logging_config
 from pipeline.worker.preflight import check_topics
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,7 @@ def run_worker(
     http: HttpSettings | None = None,
     fetch: Fetch | None = None,
     loglevel: str = "INFO",
+    log_format: str = "text",
 ) -> None:
     """Run until SIGTERM/SIGINT; an agent crash exits the process non-zero (see fatal.py).
 
@@ -77,16 +81,32 @@ def run_worker(
     """
     apps = build_apps(topology, layers, fetch=fetch)
     check_topics(topology)
-    services: list[Any] = []
+    by_layer = {app.conf.id.rsplit(".", 1)[-1]: app for app in apps}
+    metrics = process_metrics()
+    for layer in by_layer:
+        metrics.worker_layer.labels(layer).set(1)
+    services: list[Any] = [LagSampler(topology, by_layer, metrics)]
     if http is not None:  # every worker serves health and metrics; ingress only publishes
-        services.append(HttpService(topology, http))
+        services.append(HttpService(topology, http, apps=by_layer))
     log.info("worker: layers %s on %s", ", ".join(layers), topology.kafka.bootstrap_servers)
-    run_apps(apps, services, loglevel=loglevel)
+    run_apps(apps, services, loglevel=loglevel, log_format=log_format)
 
 
-def run_apps(apps: Sequence[Any], services: Iterable[Any] = (), *, loglevel: str = "INFO") -> None:
+def run_apps(
+    apps: Sequence[Any],
+    services: Iterable[Any] = (),
+    *,
+    loglevel: str = "INFO",
+    log_format: str = "text",
+) -> None:
     """Run Faust apps (and mode services) in one worker until stopped; re-raises a crash."""
-    worker = faust.Worker(*apps, *services, loglevel=loglevel, quiet=True)
+    worker = faust.Worker(
+        *apps,
+        *services,
+        loglevel=loglevel,
+        quiet=True,
+        logging_config=logging_config(log_format, loglevel.upper()),
+    )
     # Faust's terminal spinner, at WARNING and above, lowers the root logger to DEBUG so that
     # every debug record (several per event in aiokafka and Faust) is built just to spin it.
     worker.spinner = None

@@ -295,7 +295,7 @@ def _metric(port: int, line_prefix: str) -> float:
 
 def test_metrics_count_accepted_and_rejected_by_reason(fe: Frontend) -> None:
     accepted = 'msm_frontend_accepted_total{event_type="file.uploaded"}'
-    rejected = 'msm_frontend_rejected_total{reason="invalid_json"}'
+    rejected = 'msm_frontend_rejected_total{event_type="file.uploaded",reason="invalid_json"}'
     file_id = _unique("metrics")
     produce(fe.bootstrap, fe.ingress, [(f"{file_id}-bad".encode(), b"{nope", [])])
     keyed(fe.rejected, [f"{file_id}-bad".encode()], "the bad record")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import headers as h
+from pipeline import trace
 from pipeline.agents.frontend_normalize import Accepted, Normalizer, Rejected
 from pipeline.avro import wire
 from pipeline.avro.schemas import load_schema
@@ -59,17 +60,29 @@ def test_avro_v1_json_and_v2_come_out_byte_identical(normalizer: Normalizer) -> 
 
 
 def test_accepted_headers_key_and_given_id(normalizer: Normalizer) -> None:
-    given = [(h.EVENT_ID, b"evt-1"), ("traceparent", b"00-abc-def-01"), ("x-user", b"1")]
+    given = [(h.EVENT_ID, b"evt-1"), ("traceparent", TRACEPARENT), ("x-user", b"1")]
     out = _accept(normalizer.normalize(TOPIC, None, json.dumps(V1).encode(), given, 0, 0))
     found = dict(out.headers)
     assert found[h.EVENT_ID] == b"evt-1"
     assert found[h.EVENT_TYPE] == b"file.uploaded"
     assert found[h.PUBLISHED_AT] == str(NOW).encode()
-    assert found["traceparent"] == b"00-abc-def-01"
+    assert found["traceparent"] == TRACEPARENT
     assert found["x-user"] == b"1"
     assert h.DELIVER_AT not in found
     assert out.key == b"f1"  # the event's key field when the record has no key
     assert found[h.KEY] == b"f1"  # as text, for filters and handlers
+
+
+TRACEPARENT = b"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+@pytest.mark.parametrize("given", [[], [("traceparent", b"00-abc-def-01")]])
+def test_a_trace_starts_at_ingress_without_a_valid_traceparent(
+    normalizer: Normalizer, given: list[tuple[str, bytes]]
+) -> None:
+    out = _accept(normalizer.normalize(TOPIC, None, json.dumps(V1).encode(), given, 0, 0))
+    assert [k for k, _ in out.headers].count("traceparent") == 1
+    assert trace.valid(dict(out.headers)["traceparent"])
 
 
 def test_a_binary_key_is_not_copied_into_the_key_header(normalizer: Normalizer) -> None:

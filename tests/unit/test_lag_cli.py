@@ -12,10 +12,10 @@ from pipeline.cli.lag import _load
 EXAMPLE = Path(__file__).parents[2] / "topology.yaml"
 
 
-def test_json_and_watch_do_not_combine() -> None:
-    result = CliRunner().invoke(cli, ["lag", "--json", "--watch"])
+def test_count_needs_watch() -> None:
+    result = CliRunner().invoke(cli, ["lag", "--json", "--count", "2"])
     assert result.exit_code == 2
-    assert "--json and --watch do not combine" in result.output
+    assert "--count only applies to --watch" in result.output
 
 
 def test_missing_topology_degrades_with_a_note(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ def test_every_topic_the_topology_implies_is_classified(namespace: str) -> None:
         names.accepted: TopicRole(SCHEDULER, None),
         names.ready: TopicRole(FLOW, None),
         names.outcomes: TopicRole(DELIVERY, None),
+        names.control: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
         names.schedules: TopicRole(SCHEDULER, None),
         names.sub("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
@@ -70,6 +71,7 @@ def test_patterns_agree_with_topic_names_without_a_topology(namespace: str) -> N
         names.rejected: TopicRole(FRONTEND, None),
         names.ready: TopicRole(FLOW, None),
         names.outcomes: TopicRole(DELIVERY, None),
+        names.control: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
         names.schedules: TopicRole(SCHEDULER, None),
     }

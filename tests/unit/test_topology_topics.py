@@ -73,6 +73,7 @@ def test_plan_lists_every_topic_in_pipeline_order(tmp_path: Path) -> None:
         "msm-test.ready",
         "msm-test.tasks",
         "msm-test.outcomes",
+        "msm-test.control",
         "msm-test.sub.indexer",
         "msm-test.dlq.indexer",
         "msm-test.sub.thumbnailer",
@@ -149,5 +150,5 @@ def test_example_plan_is_deterministic_and_valid_for_kafka() -> None:
     names = [p.name for p in first]
     assert len(names) == len(set(names))
     assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,249}", n) for n in names)
-    expected = 4 * len(topology.subscribers) + len(topology.events) + len(topology.delay_tiers) + 6
+    expected = 4 * len(topology.subscribers) + len(topology.events) + len(topology.delay_tiers) + 7
     assert len(first) == expected
