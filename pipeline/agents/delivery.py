@@ -36,7 +36,7 @@ from pipeline.agents.delivery_watch import (
     watch_endpoint,
     watch_execution,
 )
-from pipeline.gate.agent import attach_pump
+from pipeline.gate.agent import SHUTDOWN_GRACE_S, attach_pump
 from pipeline.gate.pump import Pump
 from pipeline.metrics import process_metrics
 from pipeline.topology.topics import plan_topics
@@ -102,8 +102,9 @@ def register(app: Any, ctx: LayerContext) -> None:
     _outcomes_agent(app, ctx, failures)
 
     async def on_shutdown(_sender: Any, **_: Any) -> None:
-        for pump in pumps:  # in-flight pushes end (cancelled) before the session closes
-            await pump.stop()
+        # In-flight pushes get the gate's grace to finish, then end (cancelled) before the
+        # session closes.
+        await asyncio.gather(*(pump.stop(SHUTDOWN_GRACE_S) for pump in pumps))
         await session.close()
 
     app.on_before_shutdown.connect(on_shutdown)

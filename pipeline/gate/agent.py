@@ -3,6 +3,7 @@ rebalance hooks. The agent only hands records over, so it never blocks the share
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import weakref
 from dataclasses import dataclass, field
@@ -17,6 +18,9 @@ from pipeline.worker.pause import ClientFlow
 BATCH_MAX = 500
 BATCH_WITHIN_S = 0.005
 LIVELOCK_PATIENCE_S = 24 * 3600.0
+# At a clean shutdown, tasks in flight get this long to finish and be acked (faust commits the
+# acks as its consumer stops) before they are cancelled and left to the next owner.
+SHUTDOWN_GRACE_S = 5.0
 
 
 @dataclass
@@ -82,8 +86,7 @@ def _connect(app: Any, pumps: _AppPumps) -> None:
             await pump.repause()  # ... but what a pump paused since then stays paused
 
     async def on_shutdown(_sender: Any, **_: Any) -> None:
-        for pump in pumps.pumps.values():
-            await pump.stop()
+        await asyncio.gather(*(p.stop(SHUTDOWN_GRACE_S) for p in pumps.pumps.values()))
 
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)

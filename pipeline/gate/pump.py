@@ -409,12 +409,17 @@ class Pump:
         if self._set_paused is not None:
             await self._set_paused(tp, paused)
 
-    async def stop(self) -> None:
-        """Start nothing more; cancel what runs (its offsets stay uncommitted: redelivered)."""
+    async def stop(self, grace_s: float = 0.0) -> None:
+        """Start nothing more; let what runs finish (and be acked) for up to ``grace_s``, then
+        cancel the rest (its offsets stay uncommitted: redelivered). The grace is what keeps a
+        rolling restart from re-running, on the partitions' next owner, every task that was in
+        flight at the SIGTERM (the rebalance-storm chaos scenario counted them)."""
         self._stopped = True
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        if grace_s > 0 and self._running:
+            await asyncio.wait(list(self._running), timeout=grace_s)
         self.revoke(list(self._parts))
         for job in list(self._running):
             job.cancel()

@@ -264,3 +264,51 @@ async def test_releasing_a_timed_hold_early_cancels_its_timer() -> None:
     await asyncio.sleep(0.03)
     assert pump.held  # the first hold's timer did not release the second
     await pump.stop()
+
+
+async def test_a_stop_with_grace_lets_running_tasks_finish_and_be_acked_starts_nothing() -> (
+    None
+):
+    started: list[int] = []
+    acked: list[int] = []
+    slow = asyncio.Event()
+
+    async def process(task: Task) -> None:
+        started.append(task.offset)
+        if task.offset < 2:
+            await slow.wait()  # in flight at the SIGTERM, finishing soon after
+
+    pump = Pump("execution", "s", process, max_in_flight=2, partitions=1)
+    runner = asyncio.create_task(pump.run())
+    await pump.intake((_task(0, o), _acker(acked, o)) for o in range(6))
+    await asyncio.sleep(0.02)
+    assert started == [0, 1]
+    asyncio.get_running_loop().call_later(0.05, slow.set)
+    await pump.stop(grace_s=2.0)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert started == [0, 1]  # nothing new started during the grace
+    assert acked == [0, 1]  # the two in flight finished and were acked: not re-run elsewhere
+
+
+async def test_the_grace_is_bounded_what_outlasts_it_is_cancelled_and_never_acked() -> None:
+    acked: list[int] = []
+    never = asyncio.Event()
+    cancelled: list[int] = []
+
+    async def process(task: Task) -> None:
+        try:
+            await never.wait()
+        except asyncio.CancelledError:
+            cancelled.append(task.offset)
+            raise
+
+    pump = Pump("execution", "s", process, max_in_flight=1, partitions=1)
+    runner = asyncio.create_task(pump.run())
+    await pump.intake((_task(0, o), _acker(acked, o)) for o in range(2))
+    await asyncio.sleep(0.02)
+    await pump.stop(grace_s=0.05)
+    runner.cancel()
+    await asyncio.gather(runner, return_exceptions=True)
+    assert cancelled == [0]
+    assert acked == []
