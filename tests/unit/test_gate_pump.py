@@ -266,9 +266,7 @@ async def test_releasing_a_timed_hold_early_cancels_its_timer() -> None:
     await pump.stop()
 
 
-async def test_a_stop_with_grace_lets_running_tasks_finish_and_be_acked_starts_nothing() -> (
-    None
-):
+async def test_a_stop_with_grace_lets_running_tasks_finish_and_be_acked_starts_nothing() -> None:
     started: list[int] = []
     acked: list[int] = []
     slow = asyncio.Event()
