@@ -22,6 +22,7 @@ TIERED_AT = "msm.tiered_at"
 ATTEMPT = "msm.attempt"
 SUBSCRIBER = "msm.subscriber"
 PRIORITY = "msm.priority"
+ONLY = "msm.only"  # deliver to this one subscriber (a CDC snapshot for a new subscriber)
 TRACEPARENT = "traceparent"  # W3C trace context
 CONTENT_TYPE = "content-type"  # ingress only: application/json or avro/binary (single object)
 

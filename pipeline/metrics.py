@@ -43,6 +43,12 @@ class Metrics:
     scheduler_lateness: Histogram
     scheduler_early: Counter
     cron_ticks: Counter
+    cdc_events: Counter
+    cdc_snapshot_rows: Counter
+    cdc_pace: Gauge
+    cdc_paused: Gauge
+    cdc_backlog: Gauge
+    cdc_slot_lag_bytes: Gauge
     flow_tasks: Counter
     flow_filtered: Counter
     flow_filter_errors: Counter
@@ -113,6 +119,30 @@ def make_metrics(registry: CollectorRegistry | None = None) -> Metrics:
             "msm_scheduler_early", "Delayed events forwarded before deliver_at", registry=reg
         ),
         cron_ticks=Counter("msm_cron_ticks", "Schedule ticks fired", ["schedule"], registry=reg),
+        cdc_events=Counter(
+            "msm_cdc_events", "Change events a CDC source published", ["source", "op"], registry=reg
+        ),
+        cdc_snapshot_rows=Counter(
+            "msm_cdc_snapshot_rows", "Rows a CDC snapshot published", ["source"], registry=reg
+        ),
+        cdc_pace=Gauge(
+            "msm_cdc_pace", "Share of rate_limit a CDC source is read at", ["source"], registry=reg
+        ),
+        cdc_paused=Gauge(
+            "msm_cdc_paused",
+            "1 while a CDC source is paused by its backlog",
+            ["source"],
+            registry=reg,
+        ),
+        cdc_backlog=Gauge(
+            "msm_cdc_backlog", "Events ahead of a CDC source's events", ["source"], registry=reg
+        ),
+        cdc_slot_lag_bytes=Gauge(
+            "msm_cdc_slot_lag_bytes",
+            "WAL a CDC source's slot still holds",
+            ["source"],
+            registry=reg,
+        ),
         flow_tasks=Counter(
             "msm_flow_tasks", "Tasks fanned out to a subscriber", ["subscriber"], registry=reg
         ),

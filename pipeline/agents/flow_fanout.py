@@ -103,7 +103,11 @@ class Fanout:
         if any(f.reads_payload for f in filters):
             payload, undecodable = self._decode(named, value)
         base = [(k, v) for k, v in headers if k not in _REPLACED]
+        only = h.get_str(named, h.ONLY)
         for sub in subs:
+            if only is not None and sub.subscriber != only:
+                out.filtered.append(sub.subscriber)
+                continue
             check = sub.filter
             if check is not None:
                 if check.reads_payload and undecodable is not None:

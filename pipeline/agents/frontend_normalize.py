@@ -168,6 +168,9 @@ class Normalizer:
                 message = f"{priority[:20]!r}, expected one of high, normal, low"
                 raise _Rejection("bad_priority", message, h.PRIORITY)
             out[h.PRIORITY] = priority.decode()
+        only = headers.get(h.ONLY)
+        if only is not None:  # kept as given: flow control routes to a subscriber by that name
+            out[h.ONLY] = only.decode("utf-8", "replace")
         passthrough = [
             (k, v)
             for k, v in headers.items()

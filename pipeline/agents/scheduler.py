@@ -3,7 +3,8 @@
 
 Delayed events travel through tiered delay topics and wait in memory only for their last
 moments (:mod:`scheduler_delay`); cron ticks are fired by the one worker that owns
-``<ns>.schedules`` (:mod:`scheduler_cron_owner`). One agent per input topic, and none of them
+``<ns>.schedules`` (:mod:`scheduler_cron_owner`), and CDC sources read by the one that owns
+``<ns>.cdc`` (:mod:`scheduler_cdc`). One agent per input topic, and none of them
 ever waits for a due time: a record that is not due is parked in memory and, when far off, its
 partition paused in the Kafka client (:mod:`pipeline.worker.pause`). So faust's fetcher never
 blocks on a full stream buffer and keeps polling: a long wait cannot get the worker dropped for
@@ -34,6 +35,7 @@ from typing import Any
 
 from pipeline import headers as h
 from pipeline.agents.base import LayerContext, Send, producer_send, raw_topic
+from pipeline.agents.scheduler_cdc import register_cdc
 from pipeline.agents.scheduler_cron import CronFirer
 from pipeline.agents.scheduler_cron_owner import CronOwner, Records, read_partition
 from pipeline.agents.scheduler_delay import DelayRouter
@@ -83,20 +85,27 @@ def register(app: Any, ctx: LayerContext) -> None:
 
     app.task(fatal(app, "scheduler release")(release))
     owner = _cron(app, ctx, send) if ctx.topology.schedules else None
+    cdc = register_cdc(app, ctx, send) if ctx.topology.cdc else None
 
     async def on_revoked(_sender: Any, revoked: set[Any], **_: Any) -> None:
         router.revoke(revoked)
         if owner is not None:
             await owner.revoked()
+        if cdc is not None:
+            await cdc.revoked()
 
     async def on_assigned(_sender: Any, assigned: set[Any], **_: Any) -> None:
         await flow.on_assigned()  # lanes start over: nothing may stay paused from before
         if owner is not None:
             owner.assigned(assigned)
+        if cdc is not None:
+            cdc.assigned(assigned)
 
     async def on_shutdown(_sender: Any, **_: Any) -> None:
         if owner is not None:  # before the producer stops: a tick being fired gets recorded
             await owner.revoked()
+        if cdc is not None:  # likewise: a round in progress is recorded and acknowledged
+            await cdc.revoked()
 
     app.on_partitions_revoked.connect(on_revoked)
     app.on_partitions_assigned.connect(on_assigned)

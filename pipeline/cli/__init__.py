@@ -46,6 +46,7 @@ def cli(ctx: click.Context, topology_path: str) -> None:
 def _register() -> None:
     from pipeline.cli import (
         broker,
+        cdc,
         dlq,
         lag,
         produce,
@@ -65,6 +66,7 @@ def _register() -> None:
     cli.add_command(dlq.dlq)
     cli.add_command(task.task)
     cli.add_command(subscriber.subscriber)
+    cli.add_command(cdc.cdc)
 
 
 _register()

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from pipeline.ops.cdc import read_sources
+from pipeline.ops.cdc_view import cdc_document, cdc_table
 from pipeline.ops.lag import open_admin
 from pipeline.ops.status import SAMPLE_S, collect_status
 from pipeline.ops.status_view import render_status, status_as_dict
@@ -52,8 +54,8 @@ def status(
     timeout_s: float,
 ) -> None:
     """Show broker health, the topology, each layer's workers, records/s and lag, dead-letter
-    counts and canaries. Exits 1 when the broker is unreachable (--json still prints what is
-    known, with "reachable": false)."""
+    counts, canaries and CDC sources' pace. Exits 1 when the broker is unreachable (--json
+    still prints what is known, with "reachable": false)."""
     topology = load_topology(Path(ctx.obj["topology_path"]))
     bootstrap = bootstrap_servers or topology.kafka.bootstrap_servers
     admin = open_admin(bootstrap, topology.kafka.client)
@@ -65,10 +67,16 @@ def status(
         timeout_s=timeout_s,
         metrics_urls=metrics_urls,
     )
+    sources = read_sources(topology) if topology.cdc and result.broker.reachable else None
     if as_json:
-        click.echo(json.dumps(status_as_dict(result), indent=2))
+        document = status_as_dict(result)
+        if sources is not None:
+            document["cdc"] = [cdc_document(topology, n, st) for n, st in sources.items()]
+        click.echo(json.dumps(document, indent=2))
     else:
         Console().print(render_status(result))
+        if sources:
+            Console().print(cdc_table(topology, sources))
     if not result.broker.reachable:
         click.echo(f"error: Kafka at {bootstrap} is unreachable: {result.broker.error}", err=True)
         ctx.exit(1)

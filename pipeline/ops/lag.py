@@ -172,12 +172,7 @@ def collect_lag(
     if not group_ids:
         return LagReport((), time.time(), time.monotonic())
     descriptions = admin.describe_consumer_groups(group_ids, request_timeout=timeout_s)
-    offset_futures = {
-        g: admin.list_consumer_group_offsets(
-            [ConsumerGroupTopicPartitions(g)], request_timeout=timeout_s
-        )[g]
-        for g in group_ids
-    }
+    offset_futures = {g: _offsets_request(admin, g, timeout_s) for g in group_ids}
     read: dict[str, tuple[ConsumerGroupDescription, dict[TopicPartition, int]]] = {}
     failed: dict[str, str] = {}
     for g in group_ids:
@@ -191,7 +186,7 @@ def collect_lag(
     wanted = {tp for _, committed in read.values() for tp in committed}
     assigned = {g: _assignment(d) for g, (d, _) in read.items()}
     wanted.update(tp for a in assigned.values() for tp in a)
-    ends = _end_offsets(admin, wanted, timeout_s)
+    ends = end_offsets(admin, wanted, timeout_s)
     result: list[GroupLag] = []
     for g in group_ids:
         if g in failed:
@@ -208,6 +203,22 @@ def collect_lag(
             build_group_lag(g, state, len(members), committed, assigned[g], ends, members)
         )
     return LagReport(tuple(result), time.time(), time.monotonic())
+
+
+def committed_offsets(
+    admin: AdminClient, group: str, timeout_s: float
+) -> dict[TopicPartition, int]:
+    """The group's committed offsets (partitions it never committed are left out)."""
+    return _committed(
+        _result(_offsets_request(admin, group, timeout_s), timeout_s).topic_partitions
+    )
+
+
+def _offsets_request(
+    admin: AdminClient, group: str, timeout_s: float
+) -> Future[ConsumerGroupTopicPartitions]:
+    request = [ConsumerGroupTopicPartitions(group)]
+    return admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
 
 
 def _list_groups(admin: AdminClient, timeout_s: float) -> list[str]:
@@ -238,7 +249,7 @@ def _assignment(description: ConsumerGroupDescription) -> dict[TopicPartition, M
     return found
 
 
-def _end_offsets(
+def end_offsets(
     admin: AdminClient, partitions: set[TopicPartition], timeout_s: float
 ) -> dict[TopicPartition, int | None]:
     if not partitions:

@@ -36,6 +36,7 @@ _SHARED = {
     "rejected": FRONTEND,
     "accepted": SCHEDULER,
     "schedules": SCHEDULER,
+    "cdc": SCHEDULER,
     "ready": FLOW,
     "outcomes": DELIVERY,
     "control": DELIVERY,  # read by every delivery (and execution) worker, without a group
@@ -65,6 +66,7 @@ def known_topics(
         names.rejected: TopicRole(FRONTEND, None),
         names.accepted: TopicRole(SCHEDULER, None),
         names.schedules: TopicRole(SCHEDULER, None),
+        names.cdc: TopicRole(SCHEDULER, None),
         names.ready: TopicRole(FLOW, None),
         names.outcomes: TopicRole(DELIVERY, None),
         names.control: TopicRole(DELIVERY, None),

@@ -13,6 +13,7 @@ from pipeline.avro.records import RecordError, to_avro
 from pipeline.avro.schemas import LoadedSchema, SchemaError, check_compatibility, load_schema
 from pipeline.filters.cel import EXPECTED as FILTER_EXPECTED
 from pipeline.filters.cel import filter_problem
+from pipeline.topology.cdc_checks import check_cdc
 from pipeline.topology.errors import Problem, render_path
 from pipeline.topology.problems import did_you_mean
 
@@ -46,6 +47,7 @@ def check_references(raw: Mapping[object, object], base_dir: Path, file: str) ->
         elif isinstance(event, str) and event in schemas:
             payload = _mapping(spec).get("payload", {})
             problems.extend(_check_payload(file, str(name), schemas[event], payload))
+    problems.extend(check_cdc(raw, schemas, known, file))
     return problems
 
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from pipeline.topology.cdc import CdcSourceSpec
 from pipeline.topology.durations import PositiveDuration, format_duration, parse_duration
 from pipeline.topology.fields import (
     EventName,
@@ -34,7 +35,14 @@ from pipeline.topology.fields import (
 )
 from pipeline.topology.subscribers import SubscriberSpec
 
-__all__ = ["EventSpec", "KafkaSettings", "ScheduleSpec", "SubscriberSpec", "Topology"]
+__all__ = [
+    "CdcSourceSpec",
+    "EventSpec",
+    "KafkaSettings",
+    "ScheduleSpec",
+    "SubscriberSpec",
+    "Topology",
+]
 
 MiB = 1024 * 1024
 DEFAULT_DELAY_TIERS = tuple(
@@ -139,6 +147,7 @@ class Topology(BaseModel):
     events: dict[EventName, EventSpec] = Field(min_length=1)
     subscribers: dict[Token, SubscriberSpec] = Field(default_factory=dict)
     schedules: dict[Token, ScheduleSpec] = Field(default_factory=dict)
+    cdc: dict[Token, CdcSourceSpec] = Field(default_factory=dict)
     source_path: Path = Field(default=Path("topology.yaml"), exclude=True)
 
     @model_validator(mode="before")
@@ -147,7 +156,7 @@ class Topology(BaseModel):
         if not isinstance(data, dict):
             return data
         named = dict(data)
-        for section in ("events", "subscribers", "schedules"):
+        for section in ("events", "subscribers", "schedules", "cdc"):
             entries = named.get(section)
             if isinstance(entries, dict):
                 named[section] = {

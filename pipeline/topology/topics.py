@@ -9,6 +9,7 @@ Partition counts, chosen so per-key order and parallelism hold at every hop:
   its events)``, so even an ordered subscriber, which runs one task per partition at a time,
   can reach its ``concurrency.max``;
 * ``<ns>.schedules`` (one record per schedule, compacted): 1;
+* ``<ns>.cdc`` (positions, snapshot jobs and status of CDC sources, compacted), when any: 1;
 * ``<ns>.control`` (one record per subscriber, compacted; ``msm subscriber``): 1.
 
 Topics that carry payloads get ``max.message.bytes`` = largest ``max_bytes`` they may carry plus
@@ -69,6 +70,11 @@ class TopicNames:
     def schedules(self) -> str:
         """The last fired tick per schedule, so a restart never fires a tick twice (compacted)."""
         return f"{self.namespace}.schedules"
+
+    @property
+    def cdc(self) -> str:
+        """CDC positions, snapshot jobs and status per source (compacted; see pipeline.cdc)."""
+        return f"{self.namespace}.cdc"
 
     @property
     def control(self) -> str:
@@ -183,6 +189,9 @@ def plan_topics(topology: Topology) -> list[TopicPlan]:
             )
         )
     rows.append((names.schedules, 1, "scheduler", "", compact, "last cron tick per schedule"))
+    if topology.cdc:
+        what = "CDC positions, snapshots, status"
+        rows.append((names.cdc, 1, "scheduler", "", compact, what))
     rows.append(
         (names.ready, shared, "flow", "", keep(DEFAULT_RETENTION, largest), "events due now")
     )

@@ -41,6 +41,7 @@ def test_every_topic_the_topology_implies_is_classified(namespace: str) -> None:
         names.control: TopicRole(DELIVERY, None),
         names.tasks: TopicRole(FLOW, None),
         names.schedules: TopicRole(SCHEDULER, None),
+        names.cdc: TopicRole(SCHEDULER, None),
         names.sub("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
         names.dlq("thumbnailer"): TopicRole(DELIVERY, "thumbnailer"),
         names.execution("thumbnailer"): TopicRole(EXECUTION, "thumbnailer"),

@@ -47,7 +47,7 @@ def test_label_names_are_spelled_alike() -> None:
     labels = {label for _, names in _registered().values() for label in names}
     assert labels <= {
         "layer", "event_type", "subscriber", "reason", "outcome", "result", "version", "tier",
-        "schedule", "topic",
+        "schedule", "topic", "source", "op",
     }  # fmt: skip
 
 

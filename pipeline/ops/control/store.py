@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer
+from confluent_kafka import Consumer, KafkaException
 
-from pipeline.client.encoder import producer_config
 from pipeline.client.reader import assigning_consumer
-from pipeline.errors import KafkaUnavailableError
 from pipeline.ops.control.record import ControlRecordError, ControlState, decode
 from pipeline.ops.dlq import UnknownSubscriberError
 from pipeline.ops.dlq_read import kafka_error, read_ranges, scan
 from pipeline.ops.errors import OpsError
+from pipeline.ops.produce import produce_acked
 from pipeline.topology import Topology
 from pipeline.topology.topics import TopicNames
 
@@ -107,19 +106,7 @@ def current(topology: Topology, subscriber: str) -> ControlState:
 def write_state(topology: Topology, state: ControlState, timeout_s: float = 30.0) -> None:
     """Produce ``state`` and wait until Kafka acknowledged it."""
     topic = TopicNames(topology.namespace).control
-    producer = Producer(producer_config(topology))
-    errors: list[KafkaError] = []
-
-    def delivered(err: KafkaError | None, _m: Message) -> None:
-        if err is not None:
-            errors.append(err)
-
-    producer.produce(topic, state.to_json(), state.subscriber.encode(), on_delivery=delivered)
-    if producer.flush(timeout_s) or errors:
-        what = errors[0].str() if errors else f"no acknowledgement in {timeout_s:g} s"
-        if errors and not errors[0].retriable():
-            raise OpsError(f"writing {topic}: {what}")
-        raise KafkaUnavailableError(f"writing {topic}: Kafka is unavailable ({what})")
+    produce_acked(topology, topic, state.subscriber.encode(), state.to_json(), timeout_s)
 
 
 Change = Callable[[ControlState, str, int], ControlState]

@@ -1,0 +1,1 @@
+"""Change data capture from PostgreSQL: pgoutput decoding and logical replication helpers."""
