@@ -30,11 +30,14 @@ run: venv
 	$(BIN)/msm worker
 
 # Tools the integration tests run for real (Debian packages): Prometheus scrapes a worker,
-# headless Chromium renders its status page. Installed only when missing (~35 s on Debian 12).
+# headless Chromium renders its status page, PostgreSQL is the CDC source (the tests start a
+# private cluster with wal_level=logical). Installed only when missing (~35 s on Debian 12).
 test-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	{ command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } \
+		|| missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		echo "test-deps: installing$$missing"; \
 		apt-get update && apt-get install -y --no-install-recommends $$missing; \

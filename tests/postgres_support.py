@@ -49,7 +49,7 @@ class PostgresNotFoundError(RuntimeError):
     """No PostgreSQL server binaries on this machine: the tests cannot run, never skip."""
 
 
-def find_bindir() -> Path:
+def find_bindir(debian_root: Path = Path("/usr/lib/postgresql")) -> Path:
     """``pg_config --bindir`` when it has initdb, else the newest ``/usr/lib/postgresql/*/bin``.
 
     Debian's pg_config comes with libpq-dev and may name a version whose server is missing, and
@@ -67,7 +67,7 @@ def find_bindir() -> Path:
     def version(path: Path) -> tuple[int, ...]:
         return tuple(int(part) for part in re.findall(r"\d+", path.parent.name))
 
-    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    candidates += sorted(debian_root.glob("*/bin"), key=version, reverse=True)
     for bindir in candidates:
         if all((bindir / tool).is_file() for tool in ("initdb", "pg_ctl", "postgres")):
             return bindir

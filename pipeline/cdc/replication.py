@@ -1,15 +1,19 @@
 """Blocking helpers over psycopg2's logical replication, meant to run in a thread.
 
-The slot's ``confirmed_flush_lsn`` is the only record of what CDC has published, so the stream
-reports exactly what :meth:`ReplicationStream.ack` was given, nothing psycopg2 works out itself.
-psycopg2 (2.9) would: when it reads a server keepalive after the caller acknowledged the last
-data message, it raises its flush position to the keepalive's WAL end, and it sends its
-positions by itself every ``status_interval`` and whenever the server asks for a reply. Hence
-two cursors on one connection: the reader reads (its automatic status, every ~60 years, never
-comes) and a second cursor, which never reads so nothing moves its positions, sends every status
-update with the acknowledged LSN. Should the server ask for a reply anyway (the caller neither
-read nor called :meth:`~ReplicationStream.keepalive` for half of ``wal_sender_timeout``), the
-reader answers with its own positions and the stream at once sends the acknowledged one again.
+The slot's ``confirmed_flush_lsn`` records what CDC has published, so the stream reports exactly
+what :meth:`ReplicationStream.ack` was given, nothing psycopg2 works out itself. psycopg2 (2.9)
+would: when it reads a server keepalive and the caller has acked the last data message (or none
+came yet), it raises its own flush position to the keepalive's WAL end, and it sends its
+positions by itself every ``status_interval`` and whenever the server asks for a reply.
+
+Hence two cursors on one connection. The reader reads; its automatic status update is due every
+~60 years. The sender never reads, so nothing but :meth:`~ReplicationStream.ack` moves its
+positions, and it sends every status update. One gap remains: a server asks for a reply after
+half of ``wal_sender_timeout`` without a word from us (call :meth:`~ReplicationStream.read` or
+:meth:`~ReplicationStream.keepalive` more often than that), psycopg2's reader answers with its
+own position, and the stream sends the acked one right after. Servers ignore a flush position
+below the slot's (PostgreSQL 15.18 does), but one above it moves the slot: possible only while
+no data arrived on this connection, over WAL that held nothing for the publication.
 """
 
 from __future__ import annotations
@@ -279,6 +283,9 @@ class ReplicationStream:
                 except psycopg2.Error as exc:
                     self._disconnect()
                     raise _translate(exc, self._doing("starting")) from exc
+                except BaseException:
+                    self._disconnect()
+                    raise
                 time.sleep(_BUSY_SLOT_POLL_S)
 
     def _start(self) -> None:

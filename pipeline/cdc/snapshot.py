@@ -68,14 +68,16 @@ class SnapshotReader:
             sql.SQL("{}::text").format(sql.Identifier(c.name)) for c in self.columns
         )
         table = sql.Identifier(self._schema, self._name)
-        key = sql.Identifier(self._key)
         where: sql.Composable = sql.SQL("")
         args: list[object] = []
         if after_key is not None:
-            where = sql.SQL(" WHERE {} > CAST(%s AS {})").format(key, sql.SQL(key_type))
+            qualified = sql.Identifier(self._schema, self._name, self._key)
+            where = sql.SQL(" WHERE {} > CAST(%s AS {})").format(qualified, sql.SQL(key_type))
             args.append(after_key)
+        # Qualified: a bare name in ORDER BY would mean the ``::text`` output column of that
+        # name, and sort the keys as text (1, 10, 100, 2...) while WHERE compares them as keys.
         query = sql.SQL("SELECT {} FROM {}{} ORDER BY {} LIMIT %s").format(
-            select, table, where, key
+            select, table, where, sql.Identifier(self._schema, self._name, self._key)
         )
         args.append(limit)
         try:

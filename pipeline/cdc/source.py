@@ -361,6 +361,7 @@ class CdcSource:
         before = self._pace
         self._pace = decide(backlog, self.spec.lag, before)
         if self._pace.state != before.state:
+            await self.write_status()  # a change of pace shows at once, not at the next tick
             log.info(
                 "cdc %s: %s (backlog %d; slow at %d, pause at %d)",
                 self.name,

@@ -302,14 +302,17 @@ def test_without_ack_everything_is_sent_again(pg_table: PgTable) -> None:
 def test_slot_moves_only_to_what_was_acked(
     pg_table: PgTable, status_interval_s: float, sender_timeout: str | None
 ) -> None:
-    """psycopg2 alone would raise its flush position to the server's WAL end on keepalives."""
+    """psycopg2 alone raises its flush position to the server's WAL end on keepalives read
+    after the last data was acked, or before any data came; and sends it by itself."""
     prepare(pg_table)
-    run(pg_table.dsn, on(pg_table, "INSERT INTO {} VALUES (1, 'a', NULL)"))
     dsn = pg_table.dsn
     if sender_timeout is not None:  # the server asks for a reply after half of it in silence
         dsn += f" options='-c wal_sender_timeout={sender_timeout}'"
 
     with streaming(pg_table, dsn=dsn, status_interval_s=status_interval_s) as stream:
+        unrelated_wal(pg_table)
+        assert read_for(stream, 1.0) == []  # keepalives before any data
+        run(pg_table.dsn, on(pg_table, "INSERT INTO {} VALUES (1, 'a', NULL)"))
         (commit,) = of_type([m for _, m in read_until(stream, commits(1))], Commit)
         stream.ack(commit.end_lsn)
         for _ in range(3):
