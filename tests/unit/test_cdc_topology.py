@@ -11,24 +11,9 @@ import pytest
 
 from pipeline.topology import TopologyError, load_topology
 from pipeline.topology.topics import plan_topics
-from tests.fixtures.topologies import minimal, write_topology
+from tests.fixtures.topologies import minimal, with_cdc, write_topology
 
 Doc = dict[str, Any]
-
-
-def with_cdc(**source: object) -> Doc:
-    doc = minimal()
-    doc["events"]["item.changed"] = {"schema": "schemas/item_changed.avsc", "partitions": 3}
-    doc["subscribers"]["mirror"] = {"events": ["item.changed"], "handler": "m:f"}
-    spec: dict[str, object] = {
-        "dsn_env": "ITEMS_DSN",
-        "table": "inventory.items",
-        "event": "item.changed",
-        "key": "id",
-    }
-    spec.update(source)
-    doc["cdc"] = {"items": spec}
-    return doc
 
 
 def test_a_source_loads_with_defaults(tmp_path: Path) -> None:

@@ -170,3 +170,13 @@ def test_throttle_allows_one_line_per_key_per_interval_and_counts_the_rest() -> 
     now[0] = 60.0
     assert throttle.allow("a") == 2  # two left out since the last line
     assert throttle.allow("a") is None
+
+
+def test_an_event_for_one_subscriber_reaches_only_that_subscriber() -> None:
+    fan = Fanout([sub("a", (THING,)), sub("b", (THING,))], schemas())
+    headers, value = event(extra={h.ONLY: "b"})
+    out = fan.route(headers, value)
+    assert [t.subscriber for t in out.tasks] == ["b"]
+    assert out.filtered == ["a"]
+    headers, value = event(extra={h.ONLY: "nobody"})
+    assert fan.route(headers, value).tasks == []

@@ -169,3 +169,9 @@ def test_truncated_avro_is_rejected(normalizer: Normalizer) -> None:
 def test_a_record_from_an_unknown_topic_is_rejected(normalizer: Normalizer) -> None:
     out = _reject(normalizer.normalize("msm.in.nope", None, b"{}", [], 0, 0))
     assert out.reason == "unknown_topic"
+
+
+def test_a_single_subscriber_target_is_kept_for_flow_control(normalizer: Normalizer) -> None:
+    given = [(h.ONLY, b"search-indexer")]  # a CDC snapshot for one new subscriber
+    out = _accept(normalizer.normalize(TOPIC, None, json.dumps(V1).encode(), given, 0, 0))
+    assert dict(out.headers)[h.ONLY] == b"search-indexer"
