@@ -278,7 +278,12 @@ def test_a_slow_subscriber_slows_the_source_until_it_catches_up(
                 paces.add(status.pace)
             time.sleep(0.5)
         lines = setup.ledger.wait_for(rows, worker, 10)
+        shown = _msm(setup, "status", "--json", "--sample-s", "0")
         assert worker.stop() == 0, worker.tail()
+    (source,) = json.loads(shown)["cdc"]  # the pace as an operator sees it in `msm status`
+    assert source["source"] == "items"
+    assert source["status"]["pace"] in ("full", "slowed", "paused")
+    assert source["status"]["events_total"] >= rows
     # Unpaced, all 400 would be published within 2 s (200/s) while ~40/s are handled.
     assert max(gaps) <= lag["pause"] + 200 + 40, f"the source ran ahead: gaps {gaps}"
     assert "paused" in paces, f"never paused: {paces}"
@@ -346,31 +351,24 @@ def test_a_snapshot_then_the_stream_leave_the_tables_state_without_gaps(
 
         # A late subscriber asks for its own snapshot: only it gets the rows.
         before = len(setup.ledger.lines())
-        result = subprocess.run(
-            [
-                str(MSM),
-                "--topology",
-                str(setup.topology.source_path),
-                "cdc",
-                "snapshot",
-                "items",
-                "--subscriber",
-                "late",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd=REPO,
-            check=False,
-        )
-        assert result.returncode == 0, result.stderr
-        job_id = result.stdout.split("snapshot ", 1)[1].split()[0]
+        shown = _msm(setup, "cdc", "snapshot", "items", "--subscriber", "late")
+        job_id = shown.split("snapshot ", 1)[1].split()[0]
         _wait_job(setup, job_id, "done", worker)
         time.sleep(2.0)
         after = setup.ledger.lines()[before:]
         assert worker.stop() == 0, worker.tail()
     assert {line["sub"] for line in after} == {"late"}
     assert {line["key"] for line in after if line["op"] == "r"} == set(expected)
+
+
+def _msm(setup: Setup, *args: str) -> str:
+    """The installed CLI, as an operator runs it; its output."""
+    command = [str(MSM), "--topology", str(setup.topology.source_path), *args]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=60, cwd=REPO, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _state(lines: list[dict[str, Any]], subscriber: str) -> dict[str, dict[str, Any]]:
