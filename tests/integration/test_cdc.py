@@ -293,15 +293,15 @@ def test_a_slow_subscriber_slows_the_source_until_it_catches_up(
 def test_a_snapshot_then_the_stream_leave_the_tables_state_without_gaps(
     setup_for: Any, table: Table
 ) -> None:
-    rows = 2_000
+    rows = 1_000
     table.run(
         (
             "INSERT INTO {t} (id, name, qty) SELECT g, 'old' || g, g FROM generate_series(1, %s) g",
             (rows,),
         )
     )
-    # 400 rows/s: the snapshot takes about 5 s, while the table changes under it.
-    doc = document(table, rate_limit="400/s", snapshot={"initial": True, "chunk_rows": 50})
+    # 300 changes/s: the snapshot takes about 4 s, while the table changes under it.
+    doc = document(table, rate_limit="300/s", snapshot={"initial": True, "chunk_rows": 50})
     doc["subscribers"]["late"] = {**doc["subscribers"]["mirror"]}
     setup = setup_for(doc)
     stop = threading.Event()
@@ -325,7 +325,7 @@ def test_a_snapshot_then_the_stream_leave_the_tables_state_without_gaps(
                         cur.execute(delete, (key,))
                     else:
                         cur.execute(upsert, (key, f"new{i}", i))
-                    time.sleep(0.005)
+                    time.sleep(0.02)
             conn.close()
         except BaseException as exc:  # the test fails on it below, not silently
             failures.append(exc)
