@@ -253,6 +253,31 @@ def test_a_restart_resumes_exactly_and_a_kill_loses_nothing(setup_for: Any, tabl
     assert sum(handled.values()) <= 100 + 500, "more than a round re-sent"
 
 
+def test_a_lost_database_connection_is_retried_without_loss_or_repeats(
+    setup_for: Any, table: Table
+) -> None:
+    setup = setup_for(document(table))
+    insert = "INSERT INTO {t} (id, name, qty) VALUES (%s, %s, 0)"
+    with setup.worker("w") as worker:
+        table.run(*((insert, (i, f"a{i}")) for i in range(10)))
+        setup.ledger.wait_for(10, worker)
+        slot = setup.topology.cdc["items"].slot_for(setup.topology.namespace)
+        table.run(  # what a database failover or a network cut does to the stream
+            (
+                "SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots"
+                " WHERE slot_name = %s AND active_pid IS NOT NULL",
+                (slot,),
+            )
+        )
+        worker.wait_for_log("retrying", 30)
+        table.run(*((insert, (i, f"b{i}")) for i in range(10, 20)))
+        lines = setup.ledger.wait_for(20, worker)
+        time.sleep(1.0)
+        assert worker.stop() == 0, worker.tail()
+    assert sorted(int(line["key"]) for line in lines) == list(range(20))
+    assert Counter(setup.ingress_ids()).most_common(1)[0][1] == 1, "a change was re-sent"
+
+
 def test_a_slow_subscriber_slows_the_source_until_it_catches_up(
     setup_for: Any, table: Table
 ) -> None:
