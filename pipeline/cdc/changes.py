@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pipeline.avro.schemas import LoadedSchema
 from pipeline.cdc.errors import CdcError
-from pipeline.cdc.pgoutput import Begin, Delete, Insert, Relation, Update, format_lsn
+from pipeline.cdc.pgoutput import Begin, Delete, Insert, Relation, Tuple, Update, format_lsn
 from pipeline.cdc.values import RowShape
 from pipeline.topology.cdc_checks import row_record
 
@@ -100,31 +100,58 @@ class ChangeBuilder:
         self._begin = begin
         self._seq = 0
 
-    def change(self, message: Insert | Update | Delete) -> Change | None:
+    def changes(self, message: Insert | Update | Delete) -> list[Change]:
+        """The change events of one message: none for another table, two for an update that
+        moves a row to another key (a delete under the old key, an insert under the new one,
+        so each key's events alone tell its row's state, as in Debezium)."""
         relation = self._relation
         if relation is None or message.relation_oid != relation.oid:
-            return None
+            return []
         begin = self._begin
         if begin is None:
             raise CdcError(f"cdc source {self.source!r}: a change outside a transaction")
         name = self.table_name
         if isinstance(message, Insert):
-            op, before, after = "c", None, self._rows.row(name, self._columns, message.new)
-        elif isinstance(message, Update):
-            after = self._rows.row(name, self._columns, message.new)
-            before = None
-            if message.old is not None:
-                before = self._rows.row(name, self._columns, message.old)
-                for field, value in before.items():  # unchanged TOAST: the old value stands
-                    after.setdefault(field, value)
-            op = "u"
-        else:
-            op, before, after = "d", self._rows.row(name, self._columns, message.old), None
+            return [self._change(begin, "c", None, self._row(message.new), self._key(message))]
+        if isinstance(message, Delete):
+            return [self._change(begin, "d", self._row(message.old), None, self._key(message))]
+        after = self._row(message.new)
+        before = None
+        if message.old is not None:
+            before = self._rows.row(name, self._columns, message.old)
+            for field, value in before.items():  # unchanged TOAST: the old value stands
+                after.setdefault(field, value)
+        new_key = self._key(message)
+        old_key = self._old_key(message)
+        if old_key is not None and old_key != new_key:
+            return [
+                self._change(begin, "d", before, None, old_key),
+                self._change(begin, "c", None, after, new_key),
+            ]
+        return [self._change(begin, "u", before, after, new_key)]
+
+    def _row(self, values: Tuple) -> dict[str, object]:
+        return self._rows.row(self.table_name, self._columns, values)
+
+    def _change(
+        self,
+        begin: Begin,
+        op: str,
+        before: dict[str, object] | None,
+        after: dict[str, object] | None,
+        key: bytes,
+    ) -> Change:
         self._seq += 1
         event_id = f"cdc:{self.source}:{format_lsn(begin.final_lsn)}:{self._seq}"
-        key = self._key(message)
         payload = self._payload(op, before, after, begin.final_lsn, begin.commit_time, begin.xid)
         return Change(event_id, key, op, payload)
+
+    def _old_key(self, message: Update) -> bytes | None:
+        """The old key when the old row (or its key) came along, else None (key unchanged)."""
+        if message.old is None:
+            return None
+        value = message.old[self._key_index()]
+        return value.encode() if isinstance(value, str) else None
 
     def snapshot_row(self, job: str, values: list[str | None], lsn: int, at: datetime) -> Change:
         """A row read by a snapshot, in this table's column order (see :meth:`columns`)."""

@@ -258,8 +258,7 @@ class CdcSource:
             elif isinstance(message, Insert | Update | Delete):
                 if self._window is not None:
                     self._window.touched |= self._builder.keys_of(message)
-                change = None if self._skipping else self._builder.change(message)
-                if change is not None:
+                for change in [] if self._skipping else self._builder.changes(message):
                     pending.append(await self._publish(change, None))
             elif isinstance(message, LogicalMessage):
                 window = self._window

@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.avro.records import to_avro
 from pipeline.avro.schemas import load_schema
-from pipeline.cdc.changes import ChangeBuilder
+from pipeline.cdc.changes import Change, ChangeBuilder
 from pipeline.cdc.errors import CdcError
 from pipeline.cdc.pgoutput import UNCHANGED, Begin, Column, Delete, Insert, Relation, Update
 from tests.fixtures.topologies import SCHEMAS
@@ -25,6 +25,11 @@ COLUMNS = (
 ITEMS = Relation(16_400, "inventory", "items", "f", COLUMNS)
 
 
+def one(changes: list[Change]) -> Change | None:
+    assert len(changes) <= 1
+    return changes[0] if changes else None
+
+
 def builder() -> ChangeBuilder:
     b = ChangeBuilder("items", "inventory.items", "id", SCHEMA)
     b.relation(ITEMS)
@@ -37,7 +42,7 @@ ROW = ("7", "bolt", "3", "1.50", "2025-01-02 03:04:05+00")
 
 
 def test_an_insert_becomes_a_valid_event_with_a_stable_id() -> None:
-    change = builder().change(Insert(16_400, ROW))
+    change = one(builder().changes(Insert(16_400, ROW)))
     assert change is not None
     assert change.event_id == "cdc:items:0/16B3748:1"
     assert change.key == b"7"
@@ -57,12 +62,12 @@ def test_an_insert_becomes_a_valid_event_with_a_stable_id() -> None:
 def test_updates_keep_unchanged_toast_values_from_the_old_row_and_count_up() -> None:
     b = builder()
     old = ("7", "bolt", "3", "1.50", None)
-    first = b.change(Update(16_400, old, False, ("7", UNCHANGED, "4", "1.50", None)))
+    first = one(b.changes(Update(16_400, old, False, ("7", UNCHANGED, "4", "1.50", None))))
     assert first is not None
     assert first.op == "u"
     assert first.payload["after"]["name"] == "bolt"  # type: ignore[index]
     assert first.payload["before"]["qty"] == 3  # type: ignore[index]
-    second = b.change(Delete(16_400, old, False))
+    second = one(b.changes(Delete(16_400, old, False)))
     assert second is not None
     assert second.op == "d"
     assert second.payload["after"] is None
@@ -70,17 +75,18 @@ def test_updates_keep_unchanged_toast_values_from_the_old_row_and_count_up() -> 
     assert second.key == b"7"
 
 
-def test_a_key_change_reports_both_keys_and_publishes_under_the_new_one() -> None:
+def test_a_key_change_is_a_delete_under_the_old_key_and_an_insert_under_the_new() -> None:
     b = builder()
     message = Update(16_400, ("7", "a", None, None, None), True, ("8", "a", None, None, None))
     assert b.keys_of(message) == {"7", "8"}
-    change = b.change(message)
-    assert change is not None
-    assert change.key == b"8"
+    gone, came = b.changes(message)
+    assert (gone.op, gone.key, gone.payload["after"]) == ("d", b"7", None)
+    assert (came.op, came.key, came.payload["before"]) == ("c", b"8", None)
+    assert came.event_id == "cdc:items:0/16B3748:2"
 
 
 def test_changes_of_other_tables_are_ignored() -> None:
-    assert builder().change(Insert(16_401, ROW)) is None
+    assert builder().changes(Insert(16_401, ROW)) == []
 
 
 def test_a_table_without_the_row_records_required_column_is_refused() -> None:
