@@ -41,10 +41,10 @@ from pipeline.gate.pump import Pump
 from pipeline.metrics import process_metrics
 from pipeline.topology.topics import plan_topics
 from pipeline.worker.fatal import fatal
+from pipeline.worker.take import take_ready
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.01
 
 
 def register(app: Any, ctx: LayerContext) -> None:
@@ -123,7 +123,7 @@ def _outcomes_agent(app: Any, ctx: LayerContext, failures: Failures) -> None:
     subscribers = ctx.topology.subscribers
 
     async def outcomes(stream: Any) -> None:
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in take_ready(stream, BATCH_MAX):
             pending: list[Awaitable[object]] = []
             for event in events:
                 msg = event.message

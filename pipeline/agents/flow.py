@@ -23,10 +23,10 @@ from pipeline.agents.flow_fanout import Fanned, Fanout, Throttle
 from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.tasks import TaskState, state_record
 from pipeline.worker.fatal import fatal
+from pipeline.worker.take import take_ready
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.01
 ERROR_LOG_INTERVAL_S = 60.0
 
 
@@ -39,7 +39,7 @@ def register(app: Any, ctx: LayerContext) -> None:
 
     async def flow(stream: Any) -> None:
         producer = await app.maybe_start_producer()
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in take_ready(stream, BATCH_MAX):
             sends: list[Awaitable[Any]] = []
             now = ctx.clock_ms()
             for event in events:

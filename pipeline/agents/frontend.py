@@ -27,10 +27,10 @@ from pipeline.agents.frontend_normalize import Accepted, Normalizer
 from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.worker.fatal import fatal
 from pipeline.worker.logs import Summary
+from pipeline.worker.take import take_ready
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.01
 
 
 def register(app: Any, ctx: LayerContext) -> None:
@@ -45,7 +45,7 @@ def register(app: Any, ctx: LayerContext) -> None:
 
     async def frontend(stream: Any) -> None:
         producer = await app.maybe_start_producer()
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in take_ready(stream, BATCH_MAX):
             sends: list[Awaitable[Any]] = []
             for event in events:
                 msg = event.message

@@ -44,10 +44,10 @@ from pipeline.metrics import LayerFlow, process_metrics
 from pipeline.topology.durations import format_duration
 from pipeline.worker.fatal import fatal
 from pipeline.worker.pause import ClientFlow
+from pipeline.worker.take import take_ready
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.005
 _MS = timedelta(milliseconds=1)
 LIVELOCK_SLACK = timedelta(minutes=5)  # faust's default livelock patience, beyond a tier
 
@@ -119,7 +119,7 @@ def _agent(
     label = "accepted" if tier_ms is None else f"delay.{format_duration(tier_ms * _MS)}"
 
     async def schedule(stream: Any) -> None:
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in take_ready(stream, BATCH_MAX):
             # Left over from a revoked partition: its next owner re-reads it.
             assigned = app.consumer.assignment()
             batch = [_incoming(stream, e) for e in events if e.message.tp in assigned]

@@ -14,9 +14,9 @@ from pipeline.agents.base import raw_topic
 from pipeline.gate.pump import TP, Pump, Task
 from pipeline.worker.fatal import fatal
 from pipeline.worker.pause import ClientFlow
+from pipeline.worker.take import take_ready
 
 BATCH_MAX = 500
-BATCH_WITHIN_S = 0.005
 LIVELOCK_PATIENCE_S = 24 * 3600.0
 # At a clean shutdown, tasks in flight get this long to finish and be acked (faust commits the
 # acks as its consumer stops) before they are cancelled and left to the next owner.
@@ -54,7 +54,7 @@ def attach_pump(app: Any, topic: str, pump: Pump, name: str) -> None:
     pump.bind(set_paused)
 
     async def feed(stream: Any) -> None:
-        async for events in stream.noack_take(BATCH_MAX, within=BATCH_WITHIN_S):
+        async for events in take_ready(stream, BATCH_MAX):
             # Left over from a revoked partition or an earlier generation: its owner re-reads it.
             assigned = app.consumer.assignment()
             generation = app.consumer_generation_id
