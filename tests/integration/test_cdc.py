@@ -133,8 +133,12 @@ class Setup:
 
     def worker(self, label: str) -> Worker:
         worker = Worker(self.topology, LAYERS, self.directory / f"{label}.log", env=self.env)
-        worker.wait_ready(90)
-        worker.wait_for_log(STREAMING, 60)
+        try:
+            worker.wait_ready(90)
+            worker.wait_for_log(STREAMING, 60)
+        except BaseException:
+            worker.kill()  # a worker that never got going must not outlive its test
+            raise
         return worker
 
     def ingress_ids(self) -> list[str]:
