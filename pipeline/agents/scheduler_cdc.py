@@ -38,17 +38,24 @@ class CdcOwner:
         self._topic = topic
         self._kafka = ctx.topology.kafka
         self._tasks: list[asyncio.Task[None]] = []
+        self._starter: asyncio.Task[None] | None = None
         self._term = 0
         self._lock = asyncio.Lock()
 
     def assigned(self, tps: Iterable[Any]) -> None:
-        if any(tp.topic == self._topic and tp.partition == 0 for tp in tps) and not self._tasks:
+        owns = any(tp.topic == self._topic and tp.partition == 0 for tp in tps)
+        if owns and self._starter is None and not self._tasks:
             self._term += 1
-            self._tasks = [asyncio.ensure_future(self._start(self._term))]
+            self._starter = asyncio.ensure_future(self._start(self._term))
 
     async def revoked(self) -> None:
         """Stops every source after its current round."""
         self._term += 1
+        starter, self._starter = self._starter, None
+        if starter is not None:  # still reading the topic: nothing of its own to finish
+            starter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await starter
         async with self._lock:
             for source in self._sources:
                 source.stop()
@@ -68,16 +75,26 @@ class CdcOwner:
                 source.offer(job)
 
     async def _start(self, term: int) -> None:
-        async with self._lock:
-            records = await asyncio.to_thread(read_partition, self._kafka, self._topic)
+        """Reads the topic and starts the sources; Kafka trouble is retried, never fatal."""
+        delay = RETRY_MIN_S
+        while term == self._term:
+            try:
+                records = await asyncio.to_thread(read_partition, self._kafka, self._topic)
+            except Exception as exc:  # retried while this worker owns the topic
+                log.error("cdc: reading %s: %s (retrying in %.0f s)", self._topic, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(RETRY_MAX_S, delay * 2)
+                continue
             if term != self._term:
                 return
             states = cdc_state.load(records)
             log.info("cdc: owning %s; sources %s", self._topic, [s.name for s in self._sources])
-            self._tasks.extend(
+            self._tasks = [
                 asyncio.ensure_future(_supervise(s, states.get(s.name, cdc_state.SourceState())))
                 for s in self._sources
-            )
+            ]
+            self._starter = None
+            return
 
 
 async def _supervise(source: CdcSource, state: cdc_state.SourceState) -> None:
