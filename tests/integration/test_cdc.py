@@ -312,7 +312,7 @@ def test_a_slow_subscriber_slows_the_source_until_it_catches_up(
     (source,) = json.loads(shown)["cdc"]  # the pace as an operator sees it in `msm status`
     assert source["source"] == "items"
     assert source["status"]["pace"] in ("full", "slowed", "paused")
-    assert source["status"]["events_total"] >= rows
+    assert 0 < source["status"]["events_total"] <= rows  # written every 5 s: may trail a little
     # Unpaced, all 400 would be published within 2 s (200/s) while ~40/s are handled.
     assert max(gaps) <= lag["pause"] + 200 + 40, f"the source ran ahead: gaps {gaps}"
     assert "paused" in paces, f"never paused: {paces}"
