@@ -3,7 +3,6 @@ and request snapshots (the owning scheduler worker picks the request up within a
 
 from __future__ import annotations
 
-import difflib
 import time
 import uuid
 
@@ -12,7 +11,7 @@ from confluent_kafka import KafkaException
 from pipeline.cdc import state as cdc_state
 from pipeline.client.reader import assigning_consumer
 from pipeline.ops.dlq_read import kafka_error, read_ranges, scan
-from pipeline.ops.errors import OpsError
+from pipeline.ops.errors import OpsError, unknown_name
 from pipeline.ops.produce import produce_acked
 from pipeline.topology import Topology
 from pipeline.topology.topics import TopicNames
@@ -72,9 +71,4 @@ def request_snapshot(
 def check_source(topology: Topology, source: str) -> None:
     if source in topology.cdc:
         return
-    known = sorted(topology.cdc)
-    close = difflib.get_close_matches(source, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise UnknownSourceError(
-        f"unknown cdc source {source!r}{hint} (sources: {', '.join(known) or 'none'})"
-    )
+    raise UnknownSourceError(unknown_name("cdc source", "sources", source, topology.cdc))

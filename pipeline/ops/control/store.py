@@ -9,7 +9,6 @@ write wins whole (there is no compare-and-set on Kafka); fine for a human-driven
 
 from __future__ import annotations
 
-import difflib
 import getpass
 import logging
 import socket
@@ -23,7 +22,7 @@ from pipeline.client.reader import assigning_consumer
 from pipeline.ops.control.record import ControlRecordError, ControlState, decode
 from pipeline.ops.dlq import UnknownSubscriberError
 from pipeline.ops.dlq_read import kafka_error, read_ranges, scan
-from pipeline.ops.errors import OpsError
+from pipeline.ops.errors import OpsError, unknown_name
 from pipeline.ops.produce import produce_acked
 from pipeline.topology import Topology
 from pipeline.topology.topics import TopicNames
@@ -41,11 +40,8 @@ def check_subscriber(topology: Topology, subscriber: str) -> None:
     """Raise, naming the closest known subscriber, unless the topology has ``subscriber``."""
     if subscriber in topology.subscribers:
         return
-    known = sorted(topology.subscribers)
-    close = difflib.get_close_matches(subscriber, known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
     raise UnknownSubscriberError(
-        f"unknown subscriber {subscriber!r}{hint} (subscribers: {', '.join(known) or 'none'})"
+        unknown_name("subscriber", "subscribers", subscriber, topology.subscribers)
     )
 
 
